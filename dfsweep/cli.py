@@ -1,0 +1,169 @@
+"""The `dfsweep` command: each subcommand parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+
+from dfsweep import schema
+from dfsweep.config import Config, ConfigError, config_to_dict, load_config, with_overrides
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # silences TensorFlow's oneDNN banner
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+app = typer.Typer(help="Cross-dataset deepfake-detection sweeps: does V2 generalise better than V1, and how sure are we?",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+# Piped or logged output (CI, `make demo | tee`) gets 140 columns so the report's tables are not squeezed.
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+CONFIG_HELP = "YAML file overriding the defaults (sections: prepare, train, sweep, report). Default: RUN_DIR/config.yaml if present."
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _absolute_paths(cfg: Config) -> Config:
+    """Relative paths are taken from the working directory here, once: trials run in other directories (and nodes)."""
+    def absolute(p: str) -> str | None:
+        return str(Path(p).expanduser().resolve()) if p else None
+    cfg = with_overrides(cfg, "prepare", source=absolute(cfg.prepare.source), target=absolute(cfg.prepare.target))
+    if cfg.train.weights not in ("imagenet", "none"):
+        cfg = with_overrides(cfg, "train", weights=absolute(cfg.train.weights))
+    return cfg
+
+
+def _refuse_changed_config(run: schema.RunDir, cfg: Config) -> None:
+    """Results made under one prepare/train config must not be mixed with another's in the same run directory."""
+    if not run.config.exists() or not (run.crops_done.exists() or any(run.scores.glob("*.parquet"))):
+        return
+    saved = yaml.safe_load(run.config.read_text()) or {}
+    new = config_to_dict(cfg)
+    changed = [f"{sec}.{k}" for sec in ("prepare", "train") for k, v in new[sec].items()
+               if saved.get(sec, {}).get(k, v) != v]
+    if changed:
+        _fail(f"{run.root} holds results made with a different config ({', '.join(changed)} changed); "
+              "use a new run directory, or delete this one")
+
+
+def _resolve_config(run: schema.RunDir, config: Optional[Path], source: Optional[Path], target: Optional[Path]) -> Config:
+    """--config, else the run's saved config.yaml, else defaults; --source/--target override; saved back to the run."""
+    try:
+        cfg = load_config(config if config else (run.config if run.config.exists() else None))
+        cfg = with_overrides(cfg, "prepare", source=str(source) if source else None, target=str(target) if target else None)
+        cfg = _absolute_paths(cfg)
+    except ConfigError as exc:
+        _fail(str(exc))
+    _refuse_changed_config(run, cfg)
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return cfg
+
+
+def _print_accounting(acc) -> None:
+    rejects = {k: v for k, v in acc.by_status.items() if k != schema.STATUS_OK}
+    line = " + ".join([f"inputs {acc.inputs} = crops {acc.crops}"] + [f"{k} {v}" for k, v in sorted(rejects.items())])
+    console.print(f"[bold]accounting:[/] {line}  [{'green' if acc.balanced else 'red'}]"
+                  f"{'adds up' if acc.balanced else 'DOES NOT ADD UP'}[/]")
+    console.print("crops by split: " + ", ".join(f"{k} {v}" for k, v in acc.by_split.items()))
+
+
+RunDirArg = typer.Argument(..., help="Run directory: manifest, crops, scores, summary.json and config.yaml live here.")
+ConfigOpt = typer.Option(None, "--config", "-c", help=CONFIG_HELP, exists=True, dir_okay=False)
+SourceOpt = typer.Option(None, help="Source dataset root (real/ and fake/ inside); overrides prepare.source.")
+TargetOpt = typer.Option(None, help="Target dataset root (real/ and fake/ inside); overrides prepare.target.")
+
+
+@app.command("demo-data")
+def demo_data(out: Path = typer.Argument(..., help="Folder to write OUT/{source,target}/{real,fake}/*.png into."),
+              seed: int = typer.Option(0, help="Seed of the manipulations' random jitter."),
+              people_per_domain: int = typer.Option(20, help="ORL people per domain (even, at most 20)."),
+              photos_per_person: int = typer.Option(10, help="Photos per person (at most 10).")) -> None:
+    """Build the embedded demo benchmark from the ORL face photos: face-swap fakes (source), self-blend fakes (target)."""
+    from dfsweep.data_pipeline.demo import build_demo
+
+    with console.status("building demo benchmark (MTCNN landmarks + manipulations)"):
+        counts = build_demo(out, seed=seed, people_per_domain=people_per_domain, photos_per_person=photos_per_person,
+                            log=console.print)
+    console.print(f"demo benchmark in {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@app.command()
+def prepare(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
+            target: Optional[Path] = TargetOpt,
+            force: bool = typer.Option(False, help="Redo face cropping even if the run's crops are complete.")) -> None:
+    """Scan both datasets into manifest.parquet and crop faces with MTCNN on Ray Data into crops/*.parquet."""
+    from dfsweep.data_pipeline.pipeline import prepare as run_prepare
+    from dfsweep.data_pipeline.scan import DatasetError
+
+    run = schema.RunDir(run_dir)
+    cfg = _resolve_config(run, config, source, target)
+    try:
+        acc = run_prepare(cfg.prepare, run, force=force, log=console.print)
+    except DatasetError as exc:
+        _fail(str(exc))
+    _print_accounting(acc)
+
+
+@app.command()
+def run(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
+        target: Optional[Path] = TargetOpt,
+        address: Optional[str] = typer.Option(None, help="Ray cluster to attach to ('auto' on a cluster's head node; "
+                                              "default: RAY_ADDRESS, else a local Ray)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned trials and exit.")) -> None:
+    """The whole job: prepare (if its crops are missing) -> Ray Tune sweep -> report. Re-running resumes."""
+    from dfsweep.cluster import dashboard_url, ensure_ray
+    from dfsweep.data_pipeline.pipeline import prepare as run_prepare
+    from dfsweep.data_pipeline.scan import DatasetError
+    from dfsweep.orchestrator.report import report
+    from dfsweep.orchestrator.sweep import plan_trials, run_sweep
+
+    run_ = schema.RunDir(run_dir)
+    cfg = _resolve_config(run_, config, source, target)
+    trials = plan_trials(cfg)
+    res = f"{cfg.sweep.cpus_per_trial:g} CPU, {cfg.sweep.gpus_per_trial:g} GPU per trial"
+    console.print(f"{len(trials)} trials ({res}): " + ", ".join(t["trial_id"] for t in trials))
+    if dry_run:
+        return
+    ctx = ensure_ray(address)
+    url = dashboard_url(ctx)
+    if url:
+        console.print(f"Ray dashboard: [link={url}]{url}[/link]")
+    try:
+        acc = run_prepare(cfg.prepare, run_, log=console.print)
+    except DatasetError as exc:
+        _fail(str(exc))
+    _print_accounting(acc)
+    run_sweep(cfg, run_, log=console.print)
+    report(run_.root, cfg.report, console)
+    console.print(f"summary: {run_.summary}")
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = RunDirArg) -> None:
+    """Rebuild the report from RUN_DIR/scores alone (no Ray, no TensorFlow): rich tables and summary.json."""
+    from dfsweep.orchestrator.report import report
+
+    run_ = schema.RunDir(run_dir)
+    if not run_.scores.is_dir():
+        _fail(f"{run_.scores} does not exist: nothing to report (run `dfsweep run {run_dir}` first)")
+    try:
+        report(run_.root, None, console)
+    except ConfigError as exc:
+        _fail(str(exc))
+    console.print(f"summary: {run_.summary}")
+
+
+def main() -> None:  # pragma: no cover - `python -m dfsweep.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Run configuration: one frozen dataclass per stage, defaults in code, one YAML file overrides what differs.
+
+A YAML file has up to four sections (prepare, train, sweep, report); an unknown section or key is an error that
+lists the valid ones, and every value is type-checked when the dataclass is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that dfsweep refuses, with the reason in the message."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Scanning, sampling, splitting and face cropping (`dfsweep prepare`)."""
+
+    # Dataset roots; each holds real/ and fake/ folders. Relative paths are taken from the working directory.
+    source: str = ""
+    target: str = ""
+    source_name: str = "source"
+    target_name: str = "target"
+    # Per-class caps (the paper: 200 per class on the source set, 150 on the target set); 0 means no cap.
+    source_per_class_cap: int = 200
+    target_per_class_cap: int = 150
+    # Splits are drawn by hashing each sample's group with this seed, so they never depend on file order.
+    split_seed: int = 0
+    source_val_fraction: float = 0.2
+    source_test_fraction: float = 0.2
+    # The target is cut into a disjoint `adapt` split (V2's domain fine-tuning) and `test`.
+    target_adapt_fraction: float = 0.3
+    crop_size_px: int = 299
+    face_margin: float = 0.3  # fraction of the box's longer side added on every side before the square crop
+    min_face_px: int = 40  # MTCNN's smallest face to look for (and the smallest box kept)
+    min_face_prob: float = 0.9
+    face_workers: int = 2  # MTCNN actors in Ray Data's pool
+    cpus_per_face_worker: float = 0.5  # fractional, so the read tasks are never starved (ENVIRONMENT.md)
+    gpus_per_face_worker: float = 0.0
+    face_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("source_per_class_cap", "target_per_class_cap", "crop_size_px", "min_face_px", "face_workers",
+                     "face_batch_size"):
+            _check(getattr(self, name) >= 0, f"prepare.{name} must be >= 0, got {getattr(self, name)}")
+        _check(self.crop_size_px >= 71, f"prepare.crop_size_px must be >= 71 (Xception's minimum), got {self.crop_size_px}")
+        _check(self.face_workers >= 1, "prepare.face_workers must be >= 1")
+        f = self.source_val_fraction + self.source_test_fraction
+        _check(0 < self.source_val_fraction < 1 and 0 < self.source_test_fraction < 1 and f < 1,
+               "prepare.source_val_fraction and source_test_fraction must be in (0, 1) and leave room for train")
+        _check(0 < self.target_adapt_fraction < 1, "prepare.target_adapt_fraction must be in (0, 1)")
+        _check(0 <= self.min_face_prob <= 1, "prepare.min_face_prob must be in [0, 1]")
+        _check(self.source_name != self.target_name, "prepare.source_name and target_name must differ")
+
+
+PIXEL_RANGES = ("xception", "unit")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model and training protocol of one trial (see DESIGN.md, "The protocol")."""
+
+    input_size_px: int = 299
+    # "xception": the backbone's own preprocessing, [-1, 1]; "unit": [0, 1] as in the paper's code.
+    pixel_range: str = "xception"
+    # "imagenet" (Keras download, needs network), "none" (random init) or a path to a Keras file whose layers
+    # match Xception's by name.
+    weights: str = "imagenet"
+    batch_size: int = 32  # balanced: half real, half fake
+    dense_units: int = 256
+    dropout: float = 0.5
+    head_epochs: int = 10
+    head_lr: float = 1e-4
+    finetune_epochs: int = 3  # V2 only
+    finetune_lr: float = 1e-5
+    unfreeze_last_layers: int = 40
+    # Share of each V2 fine-tuning batch drawn from the target `adapt` split (domain fine-tuning).
+    adapt_share: float = 0.25
+    flip_prob: float = 0.5
+    brightness_prob: float = 0.3
+    brightness_min: float = 0.85
+    brightness_max: float = 1.15
+
+    def __post_init__(self) -> None:
+        _check(self.input_size_px >= 71, f"train.input_size_px must be >= 71 (Xception's minimum), got {self.input_size_px}")
+        _check(self.pixel_range in PIXEL_RANGES, f"train.pixel_range must be one of {PIXEL_RANGES}, got {self.pixel_range!r}")
+        _check(self.batch_size >= 2 and self.batch_size % 2 == 0, "train.batch_size must be even and >= 2 (balanced batches)")
+        _check(self.head_epochs >= 1, "train.head_epochs must be >= 1")
+        _check(self.finetune_epochs >= 0, "train.finetune_epochs must be >= 0")
+        _check(0 <= self.dropout < 1, "train.dropout must be in [0, 1)")
+        _check(0 <= self.adapt_share < 1, "train.adapt_share must be in [0, 1)")
+        _check(self.unfreeze_last_layers >= 0, "train.unfreeze_last_layers must be >= 0")
+        _check(0 < self.brightness_min <= self.brightness_max, "train.brightness_min must be > 0 and <= brightness_max")
+        for name in ("flip_prob", "brightness_prob"):
+            _check(0 <= getattr(self, name) <= 1, f"train.{name} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Which trials Ray Tune runs, and with what resources."""
+
+    variants: tuple[str, ...] = ("v1", "v2")
+    seeds: tuple[int, ...] = (42, 123, 7)
+    cpus_per_trial: float = 2.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int = 0  # 0: as many as the resources allow
+    max_failures: int = 1  # retries of a failed trial
+
+    def __post_init__(self) -> None:
+        _check(len(self.variants) > 0, "sweep.variants must not be empty")
+        _check(len(self.seeds) > 0, "sweep.seeds must not be empty")
+        _check(len(set(self.seeds)) == len(self.seeds), f"sweep.seeds has duplicates: {list(self.seeds)}")
+        _check(self.cpus_per_trial > 0, "sweep.cpus_per_trial must be > 0")
+        _check(self.gpus_per_trial >= 0, "sweep.gpus_per_trial must be >= 0")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Statistics of the report."""
+
+    bootstrap_samples: int = 2000
+    ci_level: float = 0.95
+    seed: int = 0  # of the bootstrap's random generator
+    threshold: float = 0.5  # decision threshold of the confusion matrices
+    alpha: float = 0.05  # significance level used in the verdict lines
+
+    def __post_init__(self) -> None:
+        _check(self.bootstrap_samples >= 100, "report.bootstrap_samples must be >= 100")
+        _check(0.5 < self.ci_level < 1, "report.ci_level must be in (0.5, 1)")
+        _check(0 < self.threshold < 1, "report.threshold must be in (0, 1)")
+        _check(0 < self.alpha < 1, "report.alpha must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run: one section per stage."""
+
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+SECTIONS = {"prepare": PrepareConfig, "train": TrainConfig, "sweep": SweepConfig, "report": ReportConfig}
+
+
+def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
+    """Check one YAML value against its field's annotation; ints are accepted where floats are expected."""
+    where = f"{section}.{key}"
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(annotation)
+        _check(isinstance(value, (list, tuple)), f"{where} must be a list, got {value!r}")
+        return tuple(_coerce(section, key, v, item_type) for v in value)
+    if annotation is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), f"{where} must be a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is str:
+        _check(isinstance(value, (str, int, float)) and not isinstance(value, bool), f"{where} must be a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported annotation {annotation!r} for {where}")  # a programming error, not user input
+
+
+def _section(section: str, cls: type, values: Any) -> Any:
+    _check(isinstance(values, dict), f"section {section!r} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(valid))
+    _check(not unknown, f"unknown key(s) {unknown} in section {section!r}; valid keys: {', '.join(valid)}")
+    return cls(**{k: _coerce(section, k, v, hints[k]) for k, v in values.items()})
+
+
+def config_from_dict(data: dict[str, Any] | None) -> Config:
+    """Build a Config from nested plain data (a parsed YAML file), refusing unknown sections and keys."""
+    data = data or {}
+    _check(isinstance(data, dict), f"a config must be a mapping of sections, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(SECTIONS))
+    _check(not unknown, f"unknown section(s) {unknown}; valid sections: {', '.join(SECTIONS)}")
+    return Config(**{name: _section(name, cls, data[name]) for name, cls in SECTIONS.items() if name in data})
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Defaults, overridden by the YAML file at `path` (if any)."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    _check(path.is_file(), f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return config_from_dict(data)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain data (tuples as lists) that `config_from_dict` turns back into the same Config."""
+    def plain(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+    return {name: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, name)).items()} for name in SECTIONS}
+
+
+def with_overrides(cfg: Config, section: str, **values: Any) -> Config:
+    """A copy of `cfg` with some keys of one section replaced (None values are ignored); checked like YAML."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return cfg
+    merged = {**config_to_dict(cfg)[section], **values}
+    return dataclasses.replace(cfg, **{section: _section(section, SECTIONS[section], merged)})

@@ -1,0 +1,1 @@
+"""Image folders -> manifest.parquet -> crops/*.parquet (scan, faces, pipeline) and the embedded demo set (demo)."""

@@ -1,0 +1,65 @@
+"""Plan the trials of a sweep and run them with Ray Tune, one trial per (variant, augmentation, seed).
+
+A trial whose score file already exists is not run again, so an interrupted `dfsweep run` resumed on the same
+run directory finishes only what is missing and never duplicates a trial's scores.
+"""
+
+from __future__ import annotations
+
+from dfsweep import schema
+from dfsweep.config import Config
+from dfsweep.trainables.train import get_variant, trial_id
+
+
+def plan_trials(cfg: Config) -> list[dict]:
+    """Every trial of the sweep, seeds outermost so that partial results are balanced across variants."""
+    trials = []
+    for seed in cfg.sweep.seeds:
+        for name in cfg.sweep.variants:
+            aug = get_variant(name).augmentation
+            trials.append(dict(trial_id=trial_id(name, aug, seed), variant=name, augmentation=aug, seed=int(seed)))
+    return trials
+
+
+def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
+    """Run every planned trial that has no score file yet; returns the ids of the trials it ran."""
+    from ray import tune
+
+    from dfsweep.cluster import ensure_ray
+    from dfsweep.trainables.train import tune_trainable
+
+    planned = plan_trials(cfg)
+    todo = [t for t in planned if not run.score_file(t["trial_id"]).exists()]
+    if not todo:
+        log(f"all {len(planned)} trials already have scores in {run.scores}")
+        return []
+    log(f"{len(todo)} of {len(planned)} trials to run: {', '.join(t['trial_id'] for t in todo)}")
+    ensure_ray()
+    resources = {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trainable, run_dir=str(run.root), train_cfg=cfg.train, cpus=cfg.sweep.cpus_per_trial),
+        resources)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(todo)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=cfg.sweep.max_concurrent_trials or None,
+            trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+            trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
+        ),
+        run_config=tune.RunConfig(
+            name="sweep",
+            storage_path=str(run.tune),  # must be absolute (a relative one fails in pyarrow)
+            failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
+            verbose=1,
+        ),
+    )
+    results = tuner.fit()
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        names = ", ".join(r.config["trial"]["trial_id"] for r in failed)
+        raise RuntimeError(f"{len(failed)} trial(s) failed: {names}; first error: {failed[0].error}")
+    missing = [t["trial_id"] for t in todo if not run.score_file(t["trial_id"]).exists()]
+    if missing:
+        raise RuntimeError(f"trials finished without a score file: {missing}")
+    return [t["trial_id"] for t in todo]

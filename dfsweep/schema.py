@@ -1,0 +1,122 @@
+"""Column names and pyarrow schemas of the files that stages exchange: manifest, crops and scores.
+
+Every writer builds its table against one of these schemas and every reader checks it with `validate_table`,
+so a stage can be re-run from the files of the stage before it and a broken file fails loudly, by name.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+LABELS = {0: "real", 1: "fake"}
+DOMAINS = ("source", "target")
+SPLITS = ("train", "val", "test", "adapt")
+PERTURBATIONS = ("none", "jpeg", "blur")
+
+# Manifest status values: "ok" rows become crops; every other value comes with a human-readable reason.
+STATUS_OK = "ok"
+STATUS_PENDING = "pending"  # sampled, not yet through face detection
+STATUS_NOT_SAMPLED = "not_sampled"  # over the per-class cap
+STATUS_UNREADABLE = "unreadable"
+STATUS_NO_FACE = "no_face"
+STATUS_TOO_SMALL = "too_small"
+STATUS_DUPLICATE = "duplicate"
+
+MANIFEST = pa.schema([
+    ("sample_id", pa.string()),  # content hash of the file's bytes
+    ("path", pa.string()),  # absolute path, for people and thumbnails; never parsed
+    ("dataset", pa.string()),
+    ("domain", pa.string()),
+    ("label", pa.int8()),  # 0 real, 1 fake
+    ("group", pa.string()),  # samples of one group (an identity, a video) never cross splits
+    ("split", pa.string()),  # train|val|test (source), adapt|test (target); "" when not sampled
+    ("status", pa.string()),
+    ("reason", pa.string()),
+])
+
+CROPS = pa.schema([
+    ("sample_id", pa.string()),
+    ("dataset", pa.string()),
+    ("domain", pa.string()),
+    ("label", pa.int8()),
+    ("split", pa.string()),
+    ("image", pa.binary()),  # PNG, lossless, RGB, height x width
+    ("height", pa.int32()),
+    ("width", pa.int32()),
+    ("box", pa.list_(pa.float32(), 4)),  # x1, y1, x2, y2 of the detected face in the original image
+    ("face_prob", pa.float32()),
+    ("landmarks", pa.list_(pa.float32(), 10)),  # 5 (x, y) points in the original image
+    ("n_faces", pa.int16()),  # faces MTCNN found; the most confident one is kept
+    ("path", pa.string()),
+])
+
+SCORES = pa.schema([
+    ("trial_id", pa.string()),
+    ("variant", pa.string()),
+    ("augmentation", pa.string()),
+    ("seed", pa.int64()),
+    ("dataset", pa.string()),
+    ("domain", pa.string()),
+    ("split", pa.string()),
+    ("sample_id", pa.string()),
+    ("label", pa.int8()),
+    ("perturbation", pa.string()),
+    ("level", pa.int32()),  # JPEG quality or blur kernel size; 0 for none
+    ("score", pa.float32()),  # probability of fake
+])
+
+
+class SchemaError(ValueError):
+    """A table does not match the schema of the file it claims to be."""
+
+
+def validate_table(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
+    """Return `table` with columns in schema order and types cast to the schema, or raise SchemaError naming what is wrong.
+
+    Extra columns are kept after the declared ones (later stages may add some); missing ones and
+    uncastable types are errors, and so are nulls in a declared column.
+    """
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise SchemaError(f"{name}: missing column(s) {missing}; has {table.column_names}")
+    columns, fields = [], []
+    for f in schema:
+        col = table.column(f.name)
+        if not col.type.equals(f.type):
+            try:
+                col = col.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaError(f"{name}: column {f.name!r} has type {col.type}, expected {f.type}") from exc
+        if col.null_count:
+            raise SchemaError(f"{name}: column {f.name!r} has {col.null_count} null value(s)")
+        columns.append(col)
+        fields.append(f)
+    for extra in table.column_names:
+        if extra not in schema.names:
+            columns.append(table.column(extra))
+            fields.append(table.schema.field(extra))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+class RunDir:
+    """Where each stage's files live inside one run directory (the only place file names are spelled)."""
+
+    def __init__(self, root) -> None:
+        from pathlib import Path
+
+        self.root = Path(root).expanduser().resolve()
+        self.config = self.root / "config.yaml"
+        self.manifest = self.root / "manifest.parquet"
+        self.crops = self.root / "crops"
+        self.crops_done = self.crops / "_DONE"
+        self.scores = self.root / "scores"
+        self.models = self.root / "models"
+        self.tune = self.root / "tune"
+        self.summary = self.root / "summary.json"
+
+    def score_file(self, trial_id: str):
+        return self.scores / f"{trial_id}.parquet"

@@ -1,0 +1,1 @@
+"""Trials: Keras Xception detectors (models), augmentation (augment), crops -> arrays (data), the Tune trainable (train)."""

@@ -1,0 +1,86 @@
+"""Shared fixtures: a tiny demo dataset with bad files planted in it, offline weights, one local Ray for the session.
+
+Tests that start Ray expect to run in a private network namespace (`make test` does this with
+scripts/isolated.sh), so Ray's servers are reachable on loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# torchvision (the CUDA build pip resolves to here) segfaults when it is imported after TensorFlow; the other order
+# works. Tests import both in one process, so torchvision goes first.
+import torchvision  # noqa: F401,E402
+
+import pytest  # noqa: E402
+
+_TMP = Path(tempfile.mkdtemp(prefix="dfsweep-tests-"))
+os.environ.update(
+    RAY_AUTH_MODE="disabled",  # Ray 2.60's token auth would write ~/.ray/auth_token
+    RAY_USAGE_STATS_ENABLED="0",
+    RAY_TMPDIR=str(_TMP / "ray"),
+    TUNE_GLOBAL_CHECKPOINT_S="0",
+    TF_ENABLE_ONEDNN_OPTS="0",
+    TF_CPP_MIN_LOG_LEVEL="2",
+    AWS_EC2_METADATA_DISABLED="true",
+    RAY_DEDUP_LOGS="0",
+)
+os.environ.pop("RAY_ADDRESS", None)
+
+REPO = Path(__file__).resolve().parents[1]
+WEIGHTS = REPO / ".weights" / "xception_imagenet_notop.weights.h5"
+
+
+def _only_loopback() -> bool:
+    """True inside a network namespace whose only interface is loopback (sysfs may still show the host's)."""
+    import socket
+
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+@pytest.fixture(scope="session")
+def weights_file() -> Path:
+    """ImageNet Xception weights written offline by `make setup` (scripts/offline_weights.py)."""
+    if not WEIGHTS.is_file():
+        pytest.fail(f"{WEIGHTS} is missing: run `make setup` (it writes the offline ImageNet weights)")
+    return WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray (2 CPUs, no dashboard) shared by every Ray test; shut down at the end."""
+    if not _only_loopback() and os.environ.get("DFSWEEP_ALLOW_NETWORK_RAY") != "1":
+        pytest.skip("Ray tests run in a private network namespace: use `make test` (scripts/isolated.sh), "
+                    "or set DFSWEEP_ALLOW_NETWORK_RAY=1")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def write_bad_inputs(class_dir: Path) -> dict[str, str]:
+    """Plant files that must end as manifest rows with a reason; returns file name -> expected status."""
+    import cv2
+    import numpy as np
+
+    class_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(class_dir / "noise.png"), rng.integers(0, 256, (200, 200, 3), dtype=np.uint8))
+    (class_dir / "empty.jpg").write_bytes(b"")
+    (class_dir / "page.jpg").write_text("<html><body>not a picture</body></html>")
+    (class_dir / "notes.txt").write_text("a text file")
+    return {"noise.png": "no_face", "empty.jpg": "unreadable", "page.jpg": "unreadable", "notes.txt": "unsupported"}
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A small demo benchmark (8 people per domain, 3 photos each) with bad inputs planted in source/fake."""
+    from dfsweep.data_pipeline.demo import build_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    build_demo(out, seed=0, people_per_domain=8, photos_per_person=3, log=lambda *a: None)
+    bad = write_bad_inputs(out / "source" / "fake" / "bad")
+    return out, bad

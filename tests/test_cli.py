@@ -1,0 +1,63 @@
+"""The CLI: every command explains itself; bad config is a clear message, not a traceback; --dry-run plans."""
+
+import pytest
+from typer.testing import CliRunner
+
+from dfsweep.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", ["demo-data", "prepare", "run", "report"])
+def test_help_explains_each_command(command):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Usage" in result.output and len(result.output.splitlines()) > 5
+
+
+def test_top_level_help_lists_commands():
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for command in ("demo-data", "prepare", "run", "report"):
+        assert command in result.output
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.yaml").write_text("train:\n  epochs: 3\n")
+    result = runner.invoke(app, ["run", str(tmp_path / "run"), "--config", str(tmp_path / "bad.yaml"), "--dry-run"])
+    assert result.exit_code == 2
+    assert "unknown key(s) ['epochs']" in result.output and "head_epochs" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_dry_run_plans_one_trial_per_variant_and_seed(tmp_path):
+    (tmp_path / "c.yaml").write_text("sweep:\n  seeds: [1, 2]\n")
+    result = runner.invoke(app, ["run", str(tmp_path / "run"), "-c", str(tmp_path / "c.yaml"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "4 trials" in result.output
+    for tid in ("v1-none-s1", "v2-paper-s1", "v1-none-s2", "v2-paper-s2"):
+        assert tid in result.output
+
+
+def test_missing_dataset_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "src" / "real").mkdir(parents=True)
+    result = runner.invoke(app, ["prepare", str(tmp_path / "run"), "--source", str(tmp_path / "src"),
+                                 "--target", str(tmp_path / "src")])
+    assert result.exit_code == 2 and "no fake/ folder" in result.output
+
+
+def test_report_without_scores_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "nothing to report" in result.output
+
+
+def test_a_run_dir_refuses_results_from_a_different_config(tmp_path):
+    run = tmp_path / "run"
+    (run / "scores").mkdir(parents=True)
+    (tmp_path / "a.yaml").write_text("train:\n  input_size_px: 128\n")
+    (tmp_path / "b.yaml").write_text("train:\n  input_size_px: 96\n")
+    assert runner.invoke(app, ["run", str(run), "-c", str(tmp_path / "a.yaml"), "--dry-run"]).exit_code == 0
+    (run / "scores" / "v1-none-s1.parquet").write_bytes(b"")
+    result = runner.invoke(app, ["run", str(run), "-c", str(tmp_path / "b.yaml"), "--dry-run"])
+    assert result.exit_code == 2 and "train.input_size_px changed" in result.output
+    assert runner.invoke(app, ["run", str(run), "--dry-run"]).exit_code == 0  # the saved config is reused
