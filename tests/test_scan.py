@@ -110,3 +110,19 @@ def test_too_few_groups_for_the_splits_is_a_clear_error(tmp_path):
     _tree(tmp_path / "tgt", 4, seed=1)
     with pytest.raises(DatasetError, match="source train split would hold no samples"):
         build_manifest(PrepareConfig(source=str(tmp_path / "src"), target=str(tmp_path / "tgt")))
+
+
+def test_crops_lacking_a_class_in_a_split_are_refused():
+    import pyarrow as pa
+
+    from dfsweep import schema
+    from dfsweep.data_pipeline.pipeline import check_usable
+
+    rows = [dict(sample_id=f"s{i}", path=f"/x/{i}", dataset="d", domain=d, label=lab, group=f"s{i}", split=sp,
+                 status="ok", reason="")
+            for i, (d, sp, lab) in enumerate([(d, sp, lab) for d, sp in (("source", "train"), ("source", "val"),
+                                              ("source", "test"), ("target", "test")) for lab in (0, 1)])]
+    check_usable(pa.Table.from_pylist(rows, schema=schema.MANIFEST))
+    rows[-1]["status"], rows[-1]["reason"] = "no_face", "MTCNN found no face"
+    with pytest.raises(DatasetError, match=r"target/test \(1 real, 0 fake\)"):
+        check_usable(pa.Table.from_pylist(rows, schema=schema.MANIFEST))

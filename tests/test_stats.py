@@ -131,3 +131,246 @@ def test_input_checks():
         stats.auc([0, 1], [0.1])
     with pytest.raises(ValueError, match="finite"):
         stats.auc([0, 1], [0.1, float("nan")])
+
+
+# --- average precision, EER, DeLong, paired / hierarchical bootstrap, Wilcoxon, Holm ---------------------------
+
+from sklearn.metrics import average_precision_score, roc_curve  # noqa: E402
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_average_precision_matches_sklearn(seed, ties):
+    y, s = _data(n_pos=20 + 10 * seed, n_neg=70, shift=0.7, seed=seed, ties=ties)
+    perm = np.random.default_rng(seed).permutation(len(y))  # labels not grouped by class
+    assert stats.average_precision(y[perm], s[perm]) == pytest.approx(average_precision_score(y[perm], s[perm]),
+                                                                       abs=1e-12)
+
+
+def test_average_precision_heavy_ties_and_edge_cases():
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        y = rng.integers(0, 2, 30)
+        y[0] = 1
+        s = rng.integers(0, 4, 30) / 4  # only 4 distinct scores
+        assert stats.average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert stats.average_precision([1, 1, 0], [0.2, 0.2, 0.2]) == pytest.approx(2 / 3)  # one threshold: precision
+    assert math.isnan(stats.average_precision([0, 0], [0.1, 0.2]))
+
+
+def _eer_reference(y, s):
+    # Brute force from scikit-learn's full ROC: scan every segment for the sign change of FNR - FPR.
+    fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
+    fnr = 1 - tpr
+    for i in range(1, len(fpr)):
+        g0, g1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
+        if g0 > 0 >= g1:
+            w = g0 / (g0 - g1)
+            t = thr[i] if not np.isfinite(thr[i - 1]) else thr[i - 1] + w * (thr[i] - thr[i - 1])
+            return fpr[i - 1] + w * (fpr[i] - fpr[i - 1]), t, fnr[i - 1] + w * (fnr[i] - fnr[i - 1])
+    raise AssertionError("no crossing")
+
+
+def test_eer_hand_worked():
+    # thresholds 0.9, 0.6, 0.4, 0.1 -> (FPR, TPR) = (0, .5), (.5, .5), (.5, 1), (1, 1): FPR = FNR = .5 at 0.6
+    r = stats.eer([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    assert r.eer == pytest.approx(0.5) and r.threshold == pytest.approx(0.6)
+
+
+def test_eer_interpolates_between_bracketing_points():
+    # thresholds 0.9, 0.5, 0.1 -> (FPR, TPR) = (0, .5), (.5, 1), (1, 1): FNR - FPR goes .5 -> -.5 between the
+    # first two points, so halfway: EER = (0 + .5) / 2, threshold = (0.9 + 0.5) / 2
+    r = stats.eer([1, 0, 1, 0], [0.9, 0.5, 0.5, 0.1])
+    assert r.eer == pytest.approx(0.25) and r.threshold == pytest.approx(0.7)
+
+
+def test_eer_perfect_ranker_and_one_class():
+    r = stats.eer([1, 1, 0, 0], [0.9, 0.8, 0.3, 0.2])
+    assert r.eer == 0.0 and r.threshold == pytest.approx(0.8)
+    assert math.isnan(stats.eer([1, 1], [0.1, 0.2]).eer) and math.isnan(stats.eer([0, 0], [0.1, 0.2]).threshold)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_eer_matches_brute_force_from_sklearn_roc(seed, ties):
+    y, s = _data(n_pos=15 + 7 * seed, n_neg=40, shift=0.3 * seed, seed=seed, ties=ties)
+    ref_eer, ref_thr, ref_fnr = _eer_reference(y, s)
+    r = stats.eer(y, s)
+    assert r.eer == pytest.approx(ref_eer, abs=1e-12) and r.eer == pytest.approx(ref_fnr, abs=1e-12)
+    assert r.threshold == pytest.approx(ref_thr, abs=1e-12)
+
+
+def test_eer_all_tied_scores_is_one_half():
+    r = stats.eer([0, 1, 0, 1], [0.3, 0.3, 0.3, 0.3])
+    assert r.eer == pytest.approx(0.5) and r.threshold == pytest.approx(0.3)
+
+
+def _delong_naive(y, s1, s2):
+    # Textbook DeLong (1988): psi(X, Y) = 1 if X > Y, 1/2 if tied; V10 per fake, V01 per real, S = S10/m + S01/n.
+    y = np.asarray(y)
+    out = []
+    for s in (s1, s2):
+        x, r = s[y == 1], s[y == 0]
+        psi = (x[:, None] > r[None, :]) + 0.5 * (x[:, None] == r[None, :])
+        out.append((psi.mean(), psi.mean(axis=1), psi.mean(axis=0)))
+    m, n = len(out[0][1]), len(out[0][2])
+    v10 = np.array([o[1] for o in out])
+    v01 = np.array([o[2] for o in out])
+    s10 = (v10 - v10.mean(axis=1, keepdims=True)) @ (v10 - v10.mean(axis=1, keepdims=True)).T / (m - 1)
+    s01 = (v01 - v01.mean(axis=1, keepdims=True)) @ (v01 - v01.mean(axis=1, keepdims=True)).T / (n - 1)
+    cov = s10 / m + s01 / n
+    se = math.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    return out[0][0], out[1][0], se, (out[0][0] - out[1][0]) / se
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_delong_matches_naive_structural_components(seed, ties):
+    rng = np.random.default_rng(seed)
+    y, s1 = _data(n_pos=40 + seed, n_neg=55, shift=1.0, seed=seed, ties=ties)
+    s2 = 0.6 * s1 + rng.normal(0, 0.8, len(y))  # correlated with the candidate
+    if ties:
+        s2 = np.round(s2, 1)
+    a1, a2, se, z = _delong_naive(y, s1, s2)
+    r = stats.delong_test(y, s1, s2)
+    assert (r.n_pos, r.n_neg, r.alternative) == (40 + seed, 55, "greater")
+    assert r.auc_candidate == pytest.approx(a1, abs=1e-10) and r.auc_baseline == pytest.approx(a2, abs=1e-10)
+    assert r.auc_candidate == pytest.approx(roc_auc_score(y, s1), abs=1e-12)
+    assert r.diff == pytest.approx(a1 - a2, abs=1e-10)
+    assert r.se == pytest.approx(se, abs=1e-10) and r.z == pytest.approx(z, abs=1e-10)
+    assert r.p_value == pytest.approx(sps.norm.sf(r.z), abs=1e-15)
+
+
+def test_delong_identical_scores_and_clearly_better_candidate():
+    y, s = _data(shift=1.5, seed=4)
+    same = stats.delong_test(y, s, s.copy())
+    assert same.diff == 0 and math.isnan(same.z) and math.isnan(same.p_value)
+    noise = np.random.default_rng(5).normal(0, 1, len(y))
+    better = stats.delong_test(y, s, noise)  # real signal against pure noise
+    assert better.diff > 0.2 and better.p_value < 1e-3
+    worse = stats.delong_test(y, noise, s)  # one-sided: the same evidence the other way round gives p near 1
+    assert worse.p_value > 1 - 1e-3 and worse.p_value == pytest.approx(1 - better.p_value)
+    assert math.isnan(stats.delong_test([1, 1], [0.2, 0.3], [0.1, 0.4]).auc_candidate)
+
+
+def test_resampled_aucs_match_sklearn_row_by_row():
+    # The counting shortcut of the bootstraps against roc_auc_score on explicit resamples (ties included).
+    y, s = _data(n_pos=25, n_neg=35, seed=6, ties=True)
+    pos, neg = s[y == 1], s[y == 0]
+    rng = np.random.default_rng(1)
+    ip, ineg = rng.integers(0, 25, (50, 25)), rng.integers(0, 35, (50, 35))
+    got = stats._resampled_aucs(pos, neg, ip, ineg)
+    yb = np.r_[np.ones(25, int), np.zeros(35, int)]
+    ref = [roc_auc_score(yb, np.r_[pos[ip[b]], neg[ineg[b]]]) for b in range(50)]
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+def test_paired_bootstrap_seeded_and_contains_point():
+    rng = np.random.default_rng(2)
+    y, s1 = _data(n_pos=50, n_neg=60, seed=7)
+    s2 = s1 + rng.normal(0, 1.0, len(y))
+    a = stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=1000, seed=3)
+    assert a == stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=1000, seed=3)
+    assert a.diff == pytest.approx(roc_auc_score(y, s1) - roc_auc_score(y, s2), abs=1e-12)
+    assert a.low <= a.diff <= a.high and a.level == 0.95 and a.n_resamples == 1000
+    assert 0.5 < a.prob_positive <= 1 and "not a p-value" in a.note
+    b = stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=1000, seed=np.random.SeedSequence(3))
+    assert b == a  # an int seed and its SeedSequence give the same stream
+
+
+def test_paired_bootstrap_identical_and_dominating_models():
+    y, s = _data(n_pos=30, n_neg=30, seed=8)
+    same = stats.paired_bootstrap_auc_diff(y, s, s.copy(), n_resamples=500, seed=1)
+    assert (same.diff, same.low, same.high, same.prob_positive) == (0.0, 0.0, 0.0, 0.0)
+    perfect = np.where(y == 1, 0.9, 0.1)
+    flat = np.full(len(y), 0.5)  # AUC 1/2 on every resample; the perfect ranker has AUC 1 on every resample
+    dom = stats.paired_bootstrap_auc_diff(y, perfect, flat, n_resamples=500, seed=1)
+    assert dom.prob_positive == 1.0 and (dom.diff, dom.low, dom.high) == (0.5, 0.5, 0.5)
+    assert math.isnan(stats.paired_bootstrap_auc_diff([1, 1], [0.1, 0.2], [0.2, 0.1]).low)
+
+
+def test_paired_bootstrap_se_agrees_with_delong():
+    # Two independent routes to the sampling variability of the difference: percentile width ~ 2 z se(DeLong).
+    rng = np.random.default_rng(11)
+    y, s1 = _data(n_pos=300, n_neg=300, seed=9)
+    s2 = 0.7 * s1 + rng.normal(0, 0.8, len(y))
+    dl = stats.delong_test(y, s1, s2)
+    bs = stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=2000, seed=4)
+    assert (bs.high - bs.low) == pytest.approx(2 * 1.959964 * dl.se, rel=0.15)
+
+
+def test_wilcoxon_matches_scipy_and_refuses_small_samples():
+    cand = np.array([0.71, 0.74, 0.69, 0.77, 0.73, 0.75, 0.70])
+    base = np.array([0.65, 0.70, 0.70, 0.70, 0.69, 0.72, 0.66])
+    r = stats.wilcoxon_greater(cand, base)
+    ref = sps.wilcoxon(cand, base, alternative="greater")
+    assert r.n_pairs == 7 and r.reason is None
+    assert r.statistic == pytest.approx(ref.statistic) and r.p_value == pytest.approx(ref.pvalue)
+    six = stats.wilcoxon_greater(cand[:6], base[:6])
+    assert six.p_value == pytest.approx(sps.wilcoxon(cand[:6], base[:6], alternative="greater").pvalue)
+    few = stats.wilcoxon_greater(cand[:5], base[:5])
+    assert math.isnan(few.p_value) and few.n_pairs == 5 and "fewer than 6" in few.reason
+    with pytest.raises(ValueError, match="same length"):
+        stats.wilcoxon_greater(cand, base[:6])
+
+
+def _seeds(k, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for j in range(k):
+        y, s1 = _data(n_pos=30 + 5 * j, n_neg=40 + 3 * j, shift=1.0, seed=100 + j)
+        out.append((y, s1, 0.5 * s1 + rng.normal(0, 1, len(y))))
+    return out
+
+
+def test_hierarchical_bootstrap_point_ci_and_seed():
+    per_seed = _seeds(5)
+    r = stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=1000, seed=2)
+    ref = np.mean([roc_auc_score(y, a) - roc_auc_score(y, b) for y, a, b in per_seed])
+    assert r.mean_diff == pytest.approx(ref, abs=1e-12)
+    assert r.low <= r.mean_diff <= r.high and (r.n_seeds, r.n_resamples, r.level) == (5, 1000, 0.95)
+    assert r == stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=1000, seed=2)
+    assert r != stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=1000, seed=3)
+
+
+def test_hierarchical_bootstrap_with_one_seed_is_a_sample_level_interval():
+    per_seed = _seeds(1)
+    r = stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=2000, seed=5)
+    y, a, b = per_seed[0]
+    flat = stats.paired_bootstrap_auc_diff(y, a, b, n_resamples=2000, seed=5)
+    assert r.n_seeds == 1 and r.mean_diff == pytest.approx(flat.diff, abs=1e-12)
+    assert r.low <= r.mean_diff <= r.high and r.high - r.low > 0
+    assert (r.high - r.low) == pytest.approx(flat.high - flat.low, rel=0.15)
+
+
+def test_hierarchical_bootstrap_covers_seed_spread_and_handles_bad_input():
+    # Seeds whose differences disagree: the two-level CI must be at least as wide as a seed-level-only percentile
+    # bootstrap of the per-seed differences (scipy.stats.bootstrap), since it adds sample noise on top.
+    rng = np.random.default_rng(3)
+    per_seed = []
+    for j, noise in enumerate([0.1, 2.0, 0.3, 3.0, 0.2, 1.0]):
+        y, s1 = _data(n_pos=80, n_neg=80, shift=2.0, seed=200 + j)
+        per_seed.append((y, s1, s1 + rng.normal(0, noise, len(y))))
+    r = stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=2000, seed=1)
+    d = np.array([roc_auc_score(y, a) - roc_auc_score(y, b) for y, a, b in per_seed])
+    ref = sps.bootstrap((d,), np.mean, n_resamples=4000, method="percentile",
+                        random_state=np.random.default_rng(0)).confidence_interval
+    assert r.high - r.low >= 0.9 * (ref.high - ref.low)
+    assert r.low <= r.mean_diff <= r.high
+    assert math.isnan(stats.hierarchical_bootstrap_mean_diff([]).mean_diff)
+    assert math.isnan(stats.hierarchical_bootstrap_mean_diff([([1, 1], [0.1, 0.2], [0.2, 0.1])]).low)
+
+
+def test_holm_hand_worked_and_properties():
+    # sorted 0.01, 0.03, 0.04 -> 3 * 0.01, 2 * 0.03, max(0.06, 1 * 0.04) -> back in the input order
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, 0.4, 0.9]) == pytest.approx([1.0, 1.0, 1.0])  # capped at 1
+    out = stats.holm([0.02, float("nan"), 0.01])  # nan passed through and not counted: m = 2
+    assert math.isnan(out[1]) and out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.02)
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.2, 12)
+    adj = np.array(stats.holm(p))
+    order = np.argsort(p)
+    assert np.all(np.diff(adj[order]) >= 0) and np.all(adj >= p) and np.all(adj <= 1)
+    assert np.all(adj <= np.minimum(p * 12, 1) + 1e-15)  # never more conservative than Bonferroni
+    assert stats.holm([]) == []

@@ -17,7 +17,10 @@ import pyarrow.parquet as pq
 from dfsweep import schema
 from dfsweep.config import PrepareConfig
 from dfsweep.data_pipeline.faces import FaceCropper
-from dfsweep.data_pipeline.scan import build_manifest
+from dfsweep.data_pipeline.scan import DatasetError, build_manifest
+
+# Every one of these needs crops of both classes for a trial to train, select and be scored.
+REQUIRED_SPLITS = ("source/train", "source/val", "source/test", "target/test")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,18 @@ def accounting(manifest: pa.Table, crops_rows: int) -> Accounting:
     split = Counter(f"{d}/{s}" for d, s in zip(manifest.filter(ok).column("domain").to_pylist(),
                                                 manifest.filter(ok).column("split").to_pylist()))
     return Accounting(inputs=manifest.num_rows, crops=crops_rows, by_status=dict(status), by_split=dict(sorted(split.items())))
+
+
+def check_usable(manifest: pa.Table) -> None:
+    """Refuse, with the counts, crops that cannot support a trial (a split without both classes)."""
+    ok = manifest.filter(pc.equal(manifest.column("status"), schema.STATUS_OK))
+    have = Counter(f"{d}/{s}/{lab}" for d, s, lab in zip(*(ok.column(c).to_pylist() for c in ("domain", "split", "label"))))
+    short = [f"{name} ({have[name + '/0']} real, {have[name + '/1']} fake)" for name in REQUIRED_SPLITS
+             if not (have[name + "/0"] and have[name + "/1"])]
+    if short:
+        rejects = Counter(manifest.column("status").to_pylist())
+        raise DatasetError(f"after face detection these splits lack a class: {', '.join(short)}; "
+                           f"statuses of all files: {dict(rejects)}")
 
 
 def _write_atomic(table: pa.Table, path) -> None:
@@ -91,6 +106,7 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
     if run.crops_done.exists() and run.manifest.exists() and not force:
         manifest = read_manifest(run)
         log(f"crops already complete in {run.crops} (use --force to redo)")
+        check_usable(manifest)
         return accounting(manifest, read_crops(run, columns=["sample_id"]).num_rows)
 
     from dfsweep.cluster import ensure_ray
@@ -119,4 +135,5 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
     if not acc.balanced:
         raise RuntimeError(f"accounting does not add up: {acc}")  # a bug, never a data problem
     run.crops_done.write_text(f"{n_crops}\n")
+    check_usable(manifest)
     return acc
