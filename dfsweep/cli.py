@@ -72,7 +72,8 @@ def _print_accounting(acc) -> None:
     line = " + ".join([f"inputs {acc.inputs} = crops {acc.crops}"] + [f"{k} {v}" for k, v in sorted(rejects.items())])
     console.print(f"[bold]accounting:[/] {line}  [{'green' if acc.balanced else 'red'}]"
                   f"{'adds up' if acc.balanced else 'DOES NOT ADD UP'}[/]")
-    console.print("crops by split: " + ", ".join(f"{k} {v}" for k, v in acc.by_split.items()))
+    console.print("crops by split: " + ", ".join(f"{k} {v}" for k, v in acc.by_split.items())
+                  + f"; faces detected now: {acc.detected_now} (the rest from the run's detection cache)")
 
 
 RunDirArg = typer.Argument(..., help="Run directory: manifest, crops, scores, summary.json and config.yaml live here.")

@@ -46,6 +46,13 @@ class PrepareConfig:
     face_margin: float = 0.3  # fraction of the box's longer side added on every side before the square crop
     min_face_px: int = 40  # MTCNN's smallest face to look for (and the smallest box kept)
     min_face_prob: float = 0.9
+    # Several faces in one image: keep the "most_confident" or the "largest"; the count is recorded.
+    face_policy: str = "most_confident"
+    # Leakage guard: crops within this many bits (of 64) of dHash in another split or domain are near-duplicates.
+    near_duplicate_max_bits: int = 4
+    # "drop": keep the first (source before target; train, val, adapt, test) and drop the rest; "fail": stop;
+    # "keep": only record them.
+    near_duplicate_policy: str = "drop"
     face_workers: int = 2  # MTCNN actors in Ray Data's pool
     cpus_per_face_worker: float = 0.5  # fractional, so the read tasks are never starved (ENVIRONMENT.md)
     gpus_per_face_worker: float = 0.0
@@ -63,6 +70,11 @@ class PrepareConfig:
         _check(0 < self.target_adapt_fraction < 1, "prepare.target_adapt_fraction must be in (0, 1)")
         _check(0 <= self.min_face_prob <= 1, "prepare.min_face_prob must be in [0, 1]")
         _check(self.source_name != self.target_name, "prepare.source_name and target_name must differ")
+        _check(self.face_policy in ("most_confident", "largest"),
+               f"prepare.face_policy must be 'most_confident' or 'largest', got {self.face_policy!r}")
+        _check(self.near_duplicate_policy in ("drop", "fail", "keep"),
+               f"prepare.near_duplicate_policy must be 'drop', 'fail' or 'keep', got {self.near_duplicate_policy!r}")
+        _check(0 <= self.near_duplicate_max_bits <= 32, "prepare.near_duplicate_max_bits must be in [0, 32]")
 
 
 PIXEL_RANGES = ("xception", "unit")

@@ -20,7 +20,8 @@ STATUS_NOT_SAMPLED = "not_sampled"  # over the per-class cap
 STATUS_UNREADABLE = "unreadable"
 STATUS_NO_FACE = "no_face"
 STATUS_TOO_SMALL = "too_small"
-STATUS_DUPLICATE = "duplicate"
+STATUS_DUPLICATE = "duplicate"  # same bytes as another input
+STATUS_NEAR_DUPLICATE = "near_duplicate"  # a crop within a few dHash bits of one in another split or domain
 
 MANIFEST = pa.schema([
     ("sample_id", pa.string()),  # content hash of the file's bytes
@@ -46,7 +47,8 @@ CROPS = pa.schema([
     ("box", pa.list_(pa.float32(), 4)),  # x1, y1, x2, y2 of the detected face in the original image
     ("face_prob", pa.float32()),
     ("landmarks", pa.list_(pa.float32(), 10)),  # 5 (x, y) points in the original image
-    ("n_faces", pa.int16()),  # faces MTCNN found; the most confident one is kept
+    ("n_faces", pa.int16()),  # faces MTCNN found above the probability threshold; one is kept (face_policy)
+    ("phash", pa.int64()),  # 64-bit difference hash of the crop, for the near-duplicate leakage guard
     ("path", pa.string()),
 ])
 
@@ -117,6 +119,7 @@ class RunDir:
         self.models = self.root / "models"
         self.tune = self.root / "tune"
         self.summary = self.root / "summary.json"
+        self.metrics_csv = self.root / "metrics.csv"
 
     def score_file(self, trial_id: str):
         return self.scores / f"{trial_id}.parquet"

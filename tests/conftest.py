@@ -61,18 +61,33 @@ def ray_session():
     ray.shutdown()
 
 
-def write_bad_inputs(class_dir: Path) -> dict[str, str]:
-    """Plant files that must end as manifest rows with a reason; returns file name -> expected status."""
+def write_bad_inputs(class_dir: Path, outside: Path) -> dict[str, str]:
+    """Plant files that must end as manifest rows with a reason; returns file name -> expected status.
+
+    `outside` is a folder outside the dataset root (for the symlink that must not be followed).
+    """
     import cv2
     import numpy as np
 
     class_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     cv2.imwrite(str(class_dir / "noise.png"), rng.integers(0, 256, (200, 200, 3), dtype=np.uint8))
+    cv2.imwrite(str(class_dir / "tiny.png"), rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
     (class_dir / "empty.jpg").write_bytes(b"")
     (class_dir / "page.jpg").write_text("<html><body>not a picture</body></html>")
     (class_dir / "notes.txt").write_text("a text file")
-    return {"noise.png": "no_face", "empty.jpg": "unreadable", "page.jpg": "unreadable", "notes.txt": "unsupported"}
+    ok, jpeg = cv2.imencode(".jpg", rng.integers(0, 256, (120, 120, 3), dtype=np.uint8))
+    (class_dir / "cut.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])
+    outside.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(outside / "secret.png"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    (class_dir / "link.png").symlink_to(outside / "secret.png")
+    (class_dir / "linked_dir").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(class_dir / "pipe.png")
+    with open(os.path.join(os.fsencode(class_dir), b"caf\xe9.png"), "wb") as fh:  # Latin-1 name: not UTF-8
+        fh.write(jpeg.tobytes())
+    return {"noise.png": "no_face", "tiny.png": "too_small", "empty.jpg": "unreadable", "page.jpg": "unreadable",
+            "notes.txt": "unsupported", "cut.jpg": "truncated", "link.png": "symlink_outside",
+            "linked_dir": "symlink_dir", "pipe.png": "not_a_file", "caf\\xe9.png": "bad_filename"}
 
 
 @pytest.fixture(scope="session")
@@ -82,5 +97,5 @@ def tiny_demo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
     out = tmp_path_factory.mktemp("demo")
     build_demo(out, seed=0, people_per_domain=8, photos_per_person=3, log=lambda *a: None)
-    bad = write_bad_inputs(out / "source" / "fake" / "bad")
+    bad = write_bad_inputs(out / "source" / "fake" / "bad", tmp_path_factory.mktemp("outside"))
     return out, bad

@@ -5,6 +5,7 @@ Ray Tune, Parquet written and read back against the schemas, statistics from the
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,10 @@ def test_every_input_file_is_accounted_for(flow, tiny_demo):
     demo, _ = tiny_demo
     manifest = pq.read_table(run.manifest)
     schema.validate_table(manifest, schema.MANIFEST, "manifest")
-    inputs = [p for d in ("source", "target") for c in ("real", "fake") for p in (demo / d / c).rglob("*") if p.is_file()]
-    assert sorted(manifest.column("path").to_pylist()) == sorted(str(p) for p in inputs)
+    inputs = [os.fsencode(os.path.join(dp, n)).decode("utf-8", "backslashreplace")
+              for d in ("source", "target") for c in ("real", "fake") for dp, dirs, files in os.walk(demo / d / c)
+              for n in files + [x for x in dirs if os.path.islink(os.path.join(dp, x))]]
+    assert sorted(manifest.column("path").to_pylist()) == sorted(inputs)
     rows = {Path(r["path"]).name: r for r in manifest.to_pylist()}
     for name, status in bad.items():
         assert rows[name]["status"] == status and rows[name]["reason"], rows[name]

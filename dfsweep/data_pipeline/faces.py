@@ -7,7 +7,11 @@ cropped comes back with a status and a reason.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,8 +20,12 @@ import pyarrow as pa
 from dfsweep import schema
 
 MAX_DETECT_SIDE_PX = 1600  # larger images are downscaled for detection, so memory stays bounded
+FACE_POLICIES = ("most_confident", "largest")
 
-RESULT = pa.schema(list(schema.CROPS) + [pa.field("status", pa.string()), pa.field("reason", pa.string())])
+# What a detection part file holds: the crop columns plus the outcome of every processed sample.
+PART = pa.schema(list(schema.CROPS) + [pa.field("status", pa.string()), pa.field("reason", pa.string())])
+# What the actors hand back to the driver: only the small columns.
+OUTCOME_COLUMNS = ["sample_id", "status", "reason", "phash", "domain", "split", "label", "path"]
 
 
 @dataclass(frozen=True)
@@ -28,13 +36,66 @@ class Face:
     n_faces: int
 
 
-def decode_image(data: bytes) -> np.ndarray | None:
-    """BGR uint8 (H, W, 3) with EXIF orientation applied, or None when OpenCV cannot decode it."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if buf.size == 0:
+class BadImage(ValueError):
+    """An input that cannot become a face crop; `status` is its manifest status, the message its reason."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def _image_size(data: bytes) -> tuple[str, int, int] | None:
+    """(format, width, height) from the header alone (Pillow reads no pixels here), or None if unknown."""
+    from PIL import Image
+
+    # Only the header is read here, so Pillow's decompression-bomb guard (meant for full decodes) is lifted for
+    # the call: a huge JPEG's size must be known so that OpenCV decodes it at a reduced scale.
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.format or "", im.width, im.height
+    except Exception:  # Pillow raises many types for a bad header; "unknown" is the answer to all
         return None
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # grayscale and RGBA come back as 3-channel BGR
-    return img
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def decode_image(data: bytes, *, max_side_px: int = MAX_DETECT_SIDE_PX) -> tuple[np.ndarray, int]:
+    """(BGR uint8 (H, W, 3) with EXIF orientation applied, reduction factor), or BadImage with the reason.
+
+    Grayscale, RGBA/palette, CMYK and 16-bit images all come back as 8-bit 3-channel BGR. A JPEG much larger
+    than `max_side_px` is decoded at 1/2, 1/4 or 1/8 scale straight from the file, so a 12000 x 12000 photo never
+    needs its full-size pixels in memory; the factor (1, 2, 4 or 8) maps decoded pixels back to the file's.
+    """
+    if not data:
+        raise BadImage(schema.STATUS_UNREADABLE, "empty file (0 bytes)")
+    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9":
+        raise BadImage("truncated", "JPEG without its end-of-image marker: the file was cut short")
+    header = _image_size(data)
+    flag, factor = cv2.IMREAD_COLOR, 1
+    if header and header[0] == "JPEG":
+        longest = max(header[1], header[2])
+        for f, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                           (2, cv2.IMREAD_REDUCED_COLOR_2)):
+            if longest / f >= max_side_px:
+                flag, factor = reduced, f
+                break
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    if img is None:
+        fmt = f"{header[0]} " if header else ""
+        raise BadImage(schema.STATUS_UNREADABLE, f"not a decodable {fmt}image (OpenCV could not read it)")
+    if img.dtype != np.uint8:  # defensive: IMREAD_COLOR already converts 16-bit to 8-bit
+        img = (img / 257).astype(np.uint8)
+    return img, factor
+
+
+def dhash(bgr: np.ndarray) -> int:
+    """64-bit difference hash of an image (as a signed int64): near-identical crops differ in a few bits."""
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    value = int(np.packbits(bits).view(">u8")[0])
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def load_mtcnn(min_face_px: int = 40, device: str = "cpu"):
@@ -46,8 +107,8 @@ def load_mtcnn(min_face_px: int = 40, device: str = "cpu"):
     return MTCNN(keep_all=True, min_face_size=min_face_px, device=device, post_process=False)
 
 
-def detect_face(mtcnn, bgr: np.ndarray, min_face_prob: float) -> Face | None:
-    """The most confident face above `min_face_prob`, in the original image's coordinates, or None."""
+def detect_face(mtcnn, bgr: np.ndarray, min_face_prob: float, policy: str = "most_confident") -> Face | None:
+    """The most confident (or largest) face above `min_face_prob`, in the original image's coordinates, or None."""
     h, w = bgr.shape[:2]
     scale = min(1.0, MAX_DETECT_SIDE_PX / max(h, w))
     img = bgr if scale == 1.0 else cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
@@ -58,7 +119,10 @@ def detect_face(mtcnn, bgr: np.ndarray, min_face_prob: float) -> Face | None:
     keep = [i for i, p in enumerate(probs) if p is not None and p >= min_face_prob]
     if not keep:
         return None
-    best = max(keep, key=lambda i: probs[i])
+    if policy == "largest":
+        best = max(keep, key=lambda i: (boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1]))
+    else:
+        best = max(keep, key=lambda i: probs[i])
     return Face(box=np.asarray(boxes[best], np.float32) / scale, prob=float(probs[best]),
                 landmarks=np.asarray(points[best], np.float32) / scale, n_faces=len(keep))
 
@@ -91,42 +155,72 @@ def decode_png_rgb(data: bytes) -> np.ndarray:
 
 
 class FaceCropper:
-    """Ray Data actor: manifest rows (sample_id, path, dataset, domain, label, split) -> crop rows with a status."""
+    """Ray Data actor: manifest rows (sample_id, path, dataset, domain, label, split) -> outcome rows.
 
-    def __init__(self, crop_size_px: int, margin: float, min_face_px: int, min_face_prob: float, device: str = "cpu"):
+    With `parts_dir`, every batch's full result (crops and rejects) is first written there as one Parquet part,
+    atomically and named by the batch's sample ids, so an interrupted prepare resumes from the parts it has;
+    the actor then hands back only the small outcome columns.
+    """
+
+    def __init__(self, crop_size_px: int, margin: float, min_face_px: int, min_face_prob: float,
+                 device: str = "cpu", face_policy: str = "most_confident", parts_dir: str | None = None):
         self.crop_size_px = crop_size_px
         self.margin = margin
         self.min_face_px = min_face_px
         self.min_face_prob = min_face_prob
+        self.face_policy = face_policy
+        self.parts_dir = Path(parts_dir) if parts_dir else None
         self.mtcnn = load_mtcnn(min_face_px, device)
 
     def crop_one(self, path: str) -> dict:
-        """Crop fields (image, height, width, box, face_prob, landmarks, n_faces) plus status and reason."""
-        blank = dict(image=b"", height=0, width=0, box=[0.0] * 4, face_prob=0.0, landmarks=[0.0] * 10, n_faces=0)
+        """Crop fields (image, height, width, box, face_prob, landmarks, n_faces, phash) plus status and reason."""
+        blank = dict(image=b"", height=0, width=0, box=[0.0] * 4, face_prob=0.0, landmarks=[0.0] * 10, n_faces=0,
+                     phash=0)
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
         except OSError as exc:
             return {**blank, "status": schema.STATUS_UNREADABLE, "reason": f"cannot read file: {exc.strerror or exc}"}
-        bgr = decode_image(data)
-        if bgr is None:
-            return {**blank, "status": schema.STATUS_UNREADABLE, "reason": "not a decodable image (OpenCV could not read it)"}
-        face = detect_face(self.mtcnn, bgr, self.min_face_prob)
+        try:
+            bgr, factor = decode_image(data)
+        except BadImage as exc:
+            return {**blank, "status": exc.status, "reason": str(exc)}
+        h, w = bgr.shape[0] * factor, bgr.shape[1] * factor
+        if min(h, w) < self.min_face_px:
+            return {**blank, "status": schema.STATUS_TOO_SMALL,
+                    "reason": f"image {w}x{h} px is smaller than the minimum face size of {self.min_face_px} px"}
+        face = detect_face(self.mtcnn, bgr, self.min_face_prob, self.face_policy)
         if face is None:
             return {**blank, "status": schema.STATUS_NO_FACE,
                     "reason": f"MTCNN found no face with probability >= {self.min_face_prob}"}
-        fw, fh_ = face.box[2] - face.box[0], face.box[3] - face.box[1]
+        fw, fh_ = (face.box[2] - face.box[0]) * factor, (face.box[3] - face.box[1]) * factor
         if min(fw, fh_) < self.min_face_px:
             return {**blank, "status": schema.STATUS_TOO_SMALL,
                     "reason": f"face box {fw:.0f}x{fh_:.0f} px is under the minimum of {self.min_face_px} px"}
         crop = square_crop(bgr, face.box, self.margin, self.crop_size_px)
         return dict(image=encode_png(crop), height=crop.shape[0], width=crop.shape[1],
-                    box=[float(v) for v in face.box], face_prob=face.prob,
-                    landmarks=[float(v) for v in face.landmarks.reshape(-1)], n_faces=face.n_faces,
-                    status=schema.STATUS_OK, reason="")
+                    box=[float(v) * factor for v in face.box], face_prob=face.prob,
+                    landmarks=[float(v) * factor for v in face.landmarks.reshape(-1)], n_faces=face.n_faces,
+                    phash=dhash(crop), status=schema.STATUS_OK, reason="")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = []
         for row in batch.select(["sample_id", "dataset", "domain", "label", "split", "path"]).to_pylist():
             rows.append({**row, **self.crop_one(row["path"])})
-        return pa.Table.from_pylist(rows, schema=RESULT)
+        table = pa.Table.from_pylist(rows, schema=PART)
+        if self.parts_dir is not None:
+            write_part(table, self.parts_dir)
+        return table.select(OUTCOME_COLUMNS)
+
+
+def write_part(table: pa.Table, parts_dir: Path) -> Path:
+    """Write one batch's results as parts_dir/part-<hash of its sample ids>.parquet, atomically."""
+    import pyarrow.parquet as pq
+
+    ids = "\n".join(sorted(table.column("sample_id").to_pylist()))
+    path = parts_dir / f"part-{hashlib.sha256(ids.encode()).hexdigest()[:20]}.parquet"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)  # a part is whole or absent, even if the process is killed mid-write
+    return path

@@ -1,14 +1,19 @@
 """`dfsweep prepare`: scan -> manifest.parquet -> Ray Data map_batches(MTCNN actors) -> crops/*.parquet.
 
 Every manifest row ends with a status: `ok` rows have exactly one crop row; every other row says why not.
-Re-running on a run directory whose crops are complete does no detection work.
+Detection results are cached per sample (content hash) in detections/<settings>/part-*.parquet, written by the
+actors batch by batch, so a killed prepare resumes where it stopped and unchanged data is never detected twice.
+The driver only ever holds the small outcome columns; crops stream from the parts into crops/ one part at a time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,11 +21,15 @@ import pyarrow.parquet as pq
 
 from dfsweep import schema
 from dfsweep.config import PrepareConfig
-from dfsweep.data_pipeline.faces import FaceCropper
+from dfsweep.data_pipeline.faces import OUTCOME_COLUMNS, FaceCropper
+from dfsweep.data_pipeline.leakage import find_near_duplicates
 from dfsweep.data_pipeline.scan import DatasetError, build_manifest
 
 # Every one of these needs crops of both classes for a trial to train, select and be scored.
 REQUIRED_SPLITS = ("source/train", "source/val", "source/test", "target/test")
+# The settings that change a crop; the detection cache is keyed by them.
+CROP_SETTINGS = ("crop_size_px", "face_margin", "min_face_px", "min_face_prob", "face_policy")
+SHARD_ROWS = 512  # crops per output shard
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ class Accounting:
     crops: int
     by_status: dict[str, int]
     by_split: dict[str, int]
+    detected_now: int = 0  # samples that went through MTCNN in this call (the rest came from the cache)
 
     @property
     def balanced(self) -> bool:
@@ -48,12 +58,12 @@ def read_crops(run: schema.RunDir, columns: list[str] | None = None) -> pa.Table
     return table if columns else schema.validate_table(table, schema.CROPS, str(run.crops))
 
 
-def accounting(manifest: pa.Table, crops_rows: int) -> Accounting:
+def accounting(manifest: pa.Table, crops_rows: int, detected_now: int = 0) -> Accounting:
     status = Counter(manifest.column("status").to_pylist())
-    ok = pc.equal(manifest.column("status"), schema.STATUS_OK)
-    split = Counter(f"{d}/{s}" for d, s in zip(manifest.filter(ok).column("domain").to_pylist(),
-                                                manifest.filter(ok).column("split").to_pylist()))
-    return Accounting(inputs=manifest.num_rows, crops=crops_rows, by_status=dict(status), by_split=dict(sorted(split.items())))
+    ok = manifest.filter(pc.equal(manifest.column("status"), schema.STATUS_OK))
+    split = Counter(f"{d}/{s}" for d, s in zip(ok.column("domain").to_pylist(), ok.column("split").to_pylist()))
+    return Accounting(inputs=manifest.num_rows, crops=crops_rows, by_status=dict(status),
+                      by_split=dict(sorted(split.items())), detected_now=detected_now)
 
 
 def check_usable(manifest: pa.Table) -> None:
@@ -68,72 +78,158 @@ def check_usable(manifest: pa.Table) -> None:
                            f"statuses of all files: {dict(rejects)}")
 
 
-def _write_atomic(table: pa.Table, path) -> None:
+def _write_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
 
 
-def _crop_with_ray(pending: pa.Table, cfg: PrepareConfig, out_dir) -> pa.Table:
-    """Run the MTCNN actor pool over the pending rows; write ok crops as Parquet shards, return (sample_id, status, reason)."""
+def _settings_key(cfg: PrepareConfig) -> str:
+    settings = {k: asdict(cfg)[k] for k in CROP_SETTINGS}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _signature(manifest: pa.Table, cfg: PrepareConfig) -> str:
+    """What the finished crops were made from: every sampled file, its split, and the crop settings."""
+    cols = [manifest.column(c).to_pylist() for c in ("sample_id", "split", "status", "path")]
+    text = "\n".join("\t".join(map(str, r)) for r in sorted(zip(*cols)))
+    return hashlib.sha256((text + json.dumps(asdict(cfg), sort_keys=True)).encode()).hexdigest()
+
+
+def _cached_ids(parts_dir: Path) -> set[str]:
+    files = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
+    return {sid for f in files for sid in pq.read_table(f, columns=["sample_id"]).column("sample_id").to_pylist()}
+
+
+def _detect_with_ray(todo: pa.Table, cfg: PrepareConfig, parts_dir: Path) -> None:
+    """MTCNN actor pool over the rows to detect; each batch lands in parts_dir as one Parquet part."""
     import ray
 
-    n = pending.num_rows
+    from dfsweep.cluster import ensure_ray
+
+    ensure_ray()
+    n = todo.num_rows
     block_rows = max(1, min(cfg.face_batch_size, -(-n // (cfg.face_workers * 4))))
-    blocks = [pending.slice(i, block_rows) for i in range(0, n, block_rows)]
+    blocks = [todo.slice(i, block_rows) for i in range(0, n, block_rows)]
     device = "cuda" if cfg.gpus_per_face_worker > 0 else "cpu"
-    results = ray.data.from_arrow(blocks).map_batches(
+    outcome = ray.data.from_arrow(blocks).map_batches(
         FaceCropper,
         fn_constructor_kwargs=dict(crop_size_px=cfg.crop_size_px, margin=cfg.face_margin, min_face_px=cfg.min_face_px,
-                                   min_face_prob=cfg.min_face_prob, device=device),
+                                   min_face_prob=cfg.min_face_prob, device=device, face_policy=cfg.face_policy,
+                                   parts_dir=str(parts_dir)),
         batch_size=cfg.face_batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=cfg.face_workers),
         num_cpus=cfg.cpus_per_face_worker,
         num_gpus=cfg.gpus_per_face_worker or None,
-    ).materialize()
-    ok = results.map_batches(
-        lambda t: t.filter(pc.equal(t.column("status"), schema.STATUS_OK)).drop_columns(["status", "reason"]),
-        batch_format="pyarrow")
-    ok.write_parquet(str(out_dir))
-    parts = results.select_columns(["sample_id", "status", "reason"]).to_arrow_refs()
-    return pa.concat_tables(ray.get(parts))
+    )
+    done = sum(batch.num_rows for batch in outcome.iter_batches(batch_format="pyarrow", batch_size=None))
+    if done != n:
+        raise RuntimeError(f"face detection returned {done} rows for {n} inputs")  # a bug, never a data problem
+
+
+def _read_outcomes(parts_dir: Path, wanted: set[str]) -> dict[str, dict]:
+    """sample_id -> outcome row (and its part file) for the wanted samples; the first part holding a sample wins."""
+    found: dict[str, dict] = {}
+    for f in sorted(parts_dir.glob("part-*.parquet")):
+        for row in pq.read_table(f, columns=OUTCOME_COLUMNS).to_pylist():
+            if row["sample_id"] in wanted and row["sample_id"] not in found:
+                found[row["sample_id"]] = {**row, "part": f.name}
+    return found
+
+
+def _write_crops(parts_dir: Path, keep: dict[str, str], out: Path) -> int:
+    """Stream the kept crops (sample_id -> part file) from the parts into shards of out/, atomically as a folder."""
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    by_part: dict[str, list[str]] = {}
+    for sid, part in keep.items():
+        by_part.setdefault(part, []).append(sid)
+    buffer: list[pa.Table] = []
+    buffered = shards = written = 0
+    columns = schema.CROPS.names
+
+    def flush() -> None:
+        nonlocal buffer, buffered, shards
+        if buffer:
+            pq.write_table(pa.concat_tables(buffer), tmp / f"shard-{shards:05d}.parquet")
+            shards, buffer, buffered = shards + 1, [], 0
+
+    for part in sorted(by_part):
+        table = pq.read_table(parts_dir / part, columns=columns)
+        table = table.filter(pc.is_in(table.column("sample_id"), pa.array(by_part[part])))
+        table = schema.validate_table(table, schema.CROPS, part).select(columns)
+        buffer.append(table)
+        buffered += table.num_rows
+        written += table.num_rows
+        if buffered >= SHARD_ROWS:
+            flush()
+    flush()
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return written
 
 
 def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=print) -> Accounting:
-    """Build the manifest and the crops of one run directory (idempotent: finished crops are not redone)."""
+    """Build the manifest and the crops of one run directory; idempotent and resumable (see the module doc)."""
     run.root.mkdir(parents=True, exist_ok=True)
-    if run.crops_done.exists() and run.manifest.exists() and not force:
-        manifest = read_manifest(run)
-        log(f"crops already complete in {run.crops} (use --force to redo)")
-        check_usable(manifest)
-        return accounting(manifest, read_crops(run, columns=["sample_id"]).num_rows)
-
-    from dfsweep.cluster import ensure_ray
-
     manifest = build_manifest(cfg)
+    signature = _signature(manifest, cfg)
+    if not force and run.crops_done.exists() and run.crops_done.read_text().strip() == signature:
+        final = read_manifest(run)
+        log(f"crops already complete in {run.crops} for these files and settings (use --force to redo)")
+        check_usable(final)
+        return accounting(final, read_crops(run, columns=["sample_id"]).num_rows)
+
+    run.crops_done.unlink(missing_ok=True)
     _write_atomic(manifest, run.manifest)
-    is_pending = pc.equal(manifest.column("status"), schema.STATUS_PENDING)
-    pending = manifest.filter(is_pending).select(["sample_id", "path", "dataset", "domain", "label", "split"])
-    log(f"manifest: {manifest.num_rows} files, {pending.num_rows} sampled for face detection -> {run.manifest}")
+    pending = manifest.filter(pc.equal(manifest.column("status"), schema.STATUS_PENDING))
+    pending = pending.select(["sample_id", "path", "dataset", "domain", "label", "split"])
+    parts_dir = run.root / "detections" / _settings_key(cfg)
+    if force and parts_dir.exists():
+        shutil.rmtree(parts_dir)
+    cached = _cached_ids(parts_dir)
+    todo = pending.filter(pc.invert(pc.is_in(pending.column("sample_id"), pa.array(sorted(cached), pa.string()))))
+    log(f"manifest: {manifest.num_rows} files, {pending.num_rows} sampled; {pending.num_rows - todo.num_rows} "
+        f"already detected, {todo.num_rows} to detect -> {run.manifest}")
+    if todo.num_rows:
+        _detect_with_ray(todo, cfg, parts_dir)
 
-    if run.crops.exists():
-        shutil.rmtree(run.crops)  # an unfinished earlier attempt: its shards are not trusted
-    ensure_ray()
-    outcome = _crop_with_ray(pending, cfg, run.crops)
+    # The outcome of a cached sample is taken as it was, but its domain and split are this manifest's.
+    wanted = {r["sample_id"]: r for r in pending.to_pylist()}
+    outcome = _read_outcomes(parts_dir, set(wanted))
+    missing = set(wanted) - set(outcome)
+    if missing:
+        raise RuntimeError(f"{len(missing)} sampled files have no detection result")  # a bug, never a data problem
+    final_status = {sid: (o["status"], o["reason"]) for sid, o in outcome.items()}
 
-    # Fold the detection outcome back into the manifest, so every file ends with a final status.
-    found = {sid: (st, rs) for sid, st, rs in zip(*(outcome.column(c).to_pylist() for c in ("sample_id", "status", "reason")))}
+    usable = [{**o, "domain": wanted[sid]["domain"], "split": wanted[sid]["split"]}
+              for sid, o in outcome.items() if o["status"] == schema.STATUS_OK]
+    near = find_near_duplicates(usable, cfg.near_duplicate_max_bits)
+    if near and cfg.near_duplicate_policy == "fail":
+        shown = "; ".join(f"{n.sample_id} ~ {n.kept_id} ({n.bits} bits)" for n in near[:5])
+        raise DatasetError(f"{len(near)} near-duplicate crop(s) across splits or domains (policy 'fail'): {shown}")
+    if near and cfg.near_duplicate_policy == "drop":
+        for n in near:
+            final_status[n.sample_id] = (schema.STATUS_NEAR_DUPLICATE,
+                                         f"near-duplicate of {n.kept_path} ({n.kept_where}), {n.bits} dHash bits apart")
+    elif near:
+        log(f"leakage guard: {len(near)} near-duplicate(s) across splits/domains kept (policy 'keep')")
+
     rows = manifest.to_pylist()
     for row in rows:
         if row["status"] == schema.STATUS_PENDING:
-            row["status"], row["reason"] = found.get(row["sample_id"], ("error", "no result came back from face detection"))
+            row["status"], row["reason"] = final_status[row["sample_id"]]
     manifest = schema.validate_table(pa.Table.from_pylist(rows, schema=schema.MANIFEST), schema.MANIFEST, "manifest")
     _write_atomic(manifest, run.manifest)
-    n_crops = pq.read_table(run.crops, columns=["sample_id"]).num_rows
-    acc = accounting(manifest, n_crops)
+    keep = {sid: outcome[sid]["part"] for sid, (st, _) in final_status.items() if st == schema.STATUS_OK}
+    n_crops = _write_crops(parts_dir, keep, run.crops)
+    acc = accounting(manifest, n_crops, detected_now=todo.num_rows)
     if not acc.balanced:
         raise RuntimeError(f"accounting does not add up: {acc}")  # a bug, never a data problem
-    run.crops_done.write_text(f"{n_crops}\n")
+    run.crops_done.write_text(signature + "\n")
     check_usable(manifest)
     return acc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,26 +58,62 @@ def _read_groups(root: Path) -> dict[str, str]:
         return {str(Path(r["path"])): r["group"] for r in reader}
 
 
+def _file_digest(path: Path) -> str:
+    """Content hash, read in chunks so a huge file never sits in memory whole."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()[:32]
+
+
+def _path_id(rel: str) -> str:
+    return "path-" + _hash_bytes(os.fsencode(rel))
+
+
+def _check_file(root: Path, path: Path) -> tuple[str, str] | None:
+    """(status, reason) for a path that must not be opened as an image, or None if it may be read."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "bad_filename", "file name is not valid UTF-8 (rename it to be used)"
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            return "symlink_outside", f"symbolic link to {target}, outside the dataset root: not followed"
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return schema.STATUS_UNREADABLE, f"cannot read file: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        return "not_a_file", "not a regular file (a pipe, socket or device): not read"
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return "unsupported", f"not an image file suffix: {path.suffix or '(none)'}"
+    return None
+
+
 def _walk_class(root: Path, class_dir: Path, label: int, groups: dict[str, str]) -> list[_Row]:
     rows = []
     for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames.sort()
+        for d in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+            path = Path(dirpath) / d
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            sid = _path_id(str(path.relative_to(root)))
+            rows.append(_Row(sid, shown, label, sid, "symlink_dir", "symbolic link to a folder: not followed"))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = str(path.relative_to(root))
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                sid = "path-" + _hash_bytes(rel.encode())
-                rows.append(_Row(sid, str(path), label, sid, "unsupported", f"not an image file suffix: {path.suffix or '(none)'}"))
-                continue
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                sid = "path-" + _hash_bytes(rel.encode())
-                rows.append(_Row(sid, str(path), label, sid, schema.STATUS_UNREADABLE, f"cannot read file: {exc.strerror or exc}"))
-                continue
-            sid = _hash_bytes(data)
-            if not data:
-                rows.append(_Row("path-" + _hash_bytes(rel.encode()), str(path), label, sid, schema.STATUS_UNREADABLE, "empty file (0 bytes)"))
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            refused = _check_file(root, path)
+            if refused is None:
+                try:
+                    if path.stat().st_size == 0:
+                        refused = (schema.STATUS_UNREADABLE, "empty file (0 bytes)")
+                    else:
+                        sid = _file_digest(path)
+                except OSError as exc:
+                    refused = (schema.STATUS_UNREADABLE, f"cannot read file: {exc.strerror or exc}")
+            if refused is not None:
+                sid = _path_id(rel)
+                rows.append(_Row(sid, shown, label, sid, *refused))
                 continue
             rows.append(_Row(sid, str(path), label, groups.get(rel, sid), schema.STATUS_PENDING, ""))
     return rows

@@ -1,0 +1,174 @@
+"""Bad input gets a reason, never a crash: every kind from the ingestion issue, built on the fly.
+
+Decoding and detection kinds go through FaceCropper.crop_one (real MTCNN, no Ray); file-system kinds through
+the scan. The whole set planted in one dataset is run through Ray in tests/test_flow.py (accounting identity).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from dfsweep.config import PrepareConfig
+from dfsweep.data_pipeline.faces import FaceCropper, decode_image
+from dfsweep.data_pipeline.leakage import find_near_duplicates
+from dfsweep.data_pipeline.scan import scan_dataset
+
+ASTRONAUT = skdata.astronaut()  # RGB 512x512, one face
+
+
+@pytest.fixture(scope="module")
+def cropper():
+    return FaceCropper(crop_size_px=96, margin=0.3, min_face_px=40, min_face_prob=0.9)
+
+
+def _save(img: Image.Image, path: Path, **kw) -> str:
+    img.save(path, **kw)
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16"])
+def test_colour_modes_become_a_face_crop(cropper, tmp_path, mode):
+    rgb = Image.fromarray(ASTRONAUT)
+    if mode == "I;16":
+        path = str(tmp_path / "face16.png")
+        cv2.imwrite(path, ASTRONAUT[:, :, ::-1].astype(np.uint16) * 257)  # a 16-bit-per-channel PNG
+    else:
+        path = _save(rgb.convert(mode), tmp_path / f"face.{'jpg' if mode == 'CMYK' else 'png'}")
+    if mode == "I;16":
+        assert cv2.imread(path, cv2.IMREAD_UNCHANGED).dtype == np.uint16  # really a 16-bit file
+    if mode == "CMYK":
+        assert Image.open(path).mode == "CMYK"
+    row = cropper.crop_one(path)
+    assert row["status"] == "ok", row["reason"]
+    assert decode_image(open(path, "rb").read())[0].shape == (512, 512, 3)
+
+
+def test_exif_rotation_is_honoured(cropper, tmp_path):
+    upright = ASTRONAUT[:, :400]  # 512 high, 400 wide
+    stored = np.rot90(upright, k=1)  # what the camera wrote: turned a quarter, with EXIF saying so
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    path = _save(Image.fromarray(np.ascontiguousarray(stored)), tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    bgr, factor = decode_image(open(path, "rb").read())
+    assert bgr.shape == (512, 400, 3) and factor == 1
+    assert np.abs(bgr[:, :, ::-1].astype(int) - upright.astype(int)).mean() < 6
+    assert cropper.crop_one(path)["status"] == "ok"
+
+
+def test_very_large_image_is_decoded_small_and_still_found(cropper, tmp_path):
+    big = np.full((12000, 12000, 3), 120, np.uint8)
+    big[4000:8000, 4000:8000] = cv2.resize(ASTRONAUT[:, :, ::-1], (4000, 4000), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "huge.jpg"
+    cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    del big
+    bgr, factor = decode_image(path.read_bytes())
+    assert max(bgr.shape[:2]) == 3000 and factor == 4  # decoded at 1/4 scale straight from the JPEG (>= the 1600 px detection size)
+    row = cropper.crop_one(str(path))
+    x1, y1, x2, y2 = row["box"]  # in the original 12000 px coordinates: the face lies inside the pasted square
+    assert row["status"] == "ok" and 4000 < x1 < x2 < 8000 and 4000 < y1 < y2 < 8000
+
+
+def test_truncated_jpeg_html_and_tiny_images(cropper, tmp_path):
+    ok, jpeg = cv2.imencode(".jpg", ASTRONAUT[:, :, ::-1])
+    (tmp_path / "cut.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) * 2 // 3])
+    (tmp_path / "page.jpg").write_text("<!doctype html><title>404</title>")
+    cv2.imwrite(str(tmp_path / "tiny.png"), cv2.resize(ASTRONAUT, (30, 30)))
+    cut, page, tiny = (cropper.crop_one(str(tmp_path / n)) for n in ("cut.jpg", "page.jpg", "tiny.png"))
+    assert cut["status"] == "truncated" and "end-of-image" in cut["reason"]
+    assert page["status"] == "unreadable" and "not a decodable" in page["reason"]
+    assert tiny["status"] == "too_small" and "30x30" in tiny["reason"]
+
+
+def test_several_faces_policy_and_count(tmp_path):
+    canvas = np.full((600, 1000, 3), 90, np.uint8)
+    canvas[50:550, 20:520] = cv2.resize(ASTRONAUT[:, :, ::-1], (500, 500))
+    canvas[200:450, 650:900] = cv2.resize(ASTRONAUT[:, :, ::-1], (250, 250))
+    path = tmp_path / "two.png"
+    cv2.imwrite(str(path), canvas)
+    largest = FaceCropper(96, 0.3, 40, 0.9, face_policy="largest").crop_one(str(path))
+    assert largest["status"] == "ok" and largest["n_faces"] == 2
+    assert largest["box"][0] < 520  # the big face, on the left
+
+
+def test_file_system_kinds_are_rows_with_reasons(tmp_path):
+    root = tmp_path / "data"
+    for cls in ("real", "fake"):
+        (root / cls).mkdir(parents=True)
+        cv2.imwrite(str(root / cls / "ok.png"), ASTRONAUT)
+    (tmp_path / "outside.png").write_bytes((root / "real" / "ok.png").read_bytes())
+    (root / "fake" / "out.png").symlink_to(tmp_path / "outside.png")
+    (root / "fake" / "in.png").symlink_to(root / "real" / "ok.png")  # inside the root: allowed
+    (root / "fake" / "dangling.png").symlink_to(root / "real" / "gone.png")
+    os.mkfifo(root / "fake" / "fifo.jpg")
+    with open(os.path.join(os.fsencode(root / "fake"), b"\xff\xfe.png"), "wb") as fh:
+        fh.write(b"x")
+    (root / "fake" / "empty.png").write_bytes(b"")
+    (root / "fake" / "clip.gif").write_bytes(b"GIF89a")
+    rows = {Path(r["path"]).name: r for r in scan_dataset(root, "d", "source")}
+    expect = {"out.png": "symlink_outside", "in.png": "pending", "dangling.png": "unreadable", "fifo.jpg": "not_a_file",
+              "\\xff\\xfe.png": "bad_filename", "empty.png": "unreadable", "clip.gif": "unsupported"}
+    for name, status in expect.items():
+        assert rows[name]["status"] == status, (name, rows[name])
+        assert status == "pending" or rows[name]["reason"]
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and setpriv to drop to nobody")
+def test_permission_denied_is_a_row_not_a_crash(tmp_path):
+    # Root reads everything, so the scan runs as `nobody` in a child process.
+    base = Path("/tmp") / f"dfsweep-perm-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    try:
+        for cls in ("real", "fake"):
+            (base / cls).mkdir(parents=True)
+            cv2.imwrite(str(base / cls / "ok.png"), ASTRONAUT)
+        (base / "fake" / "locked.png").write_bytes((base / "real" / "ok.png").read_bytes())
+        os.chmod(base / "fake" / "locked.png", 0)
+        for p in [base, base / "real", base / "fake"]:
+            os.chmod(p, 0o755)
+        os.chmod(base / "real" / "ok.png", 0o644)
+        os.chmod(base / "fake" / "ok.png", 0o644)
+        code = ("import json, sys; from dfsweep.data_pipeline.scan import scan_dataset; "
+                f"print(json.dumps([r for r in scan_dataset({str(base)!r}, 'd', 'source')]))")
+        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+                             capture_output=True, text=True, cwd="/", env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+        assert out.returncode == 0, out.stderr
+        import json
+
+        rows = {Path(r["path"]).name: r for r in json.loads(out.stdout)}
+        assert rows["locked.png"]["status"] == "unreadable" and "Permission denied" in rows["locked.png"]["reason"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_near_duplicates_across_splits_are_found_and_first_is_kept():
+    from dfsweep.data_pipeline.faces import dhash
+
+    face = cv2.resize(ASTRONAUT[:, :, ::-1], (96, 96))
+    ok, jpg = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    reencoded = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+    other = np.ascontiguousarray(face[:, ::-1])  # mirrored: a different image to dHash
+    rows = [dict(sample_id="a", phash=dhash(face), domain="source", split="train", path="/a"),
+            dict(sample_id="b", phash=dhash(reencoded), domain="target", split="test", path="/b"),
+            dict(sample_id="c", phash=dhash(other), domain="source", split="test", path="/c"),
+            dict(sample_id="d", phash=dhash(face), domain="source", split="train", path="/d")]  # same split as a
+    found = find_near_duplicates(rows, max_bits=4)
+    assert [(n.sample_id, n.kept_id, n.kept_where) for n in found] == [("b", "a", "source/train")]
+    assert found[0].bits <= 4
+    assert find_near_duplicates(rows, max_bits=0) == [] or all(n.bits == 0 for n in find_near_duplicates(rows, max_bits=0))
+
+
+def test_config_refuses_unknown_policies():
+    from dfsweep.config import ConfigError
+
+    with pytest.raises(ConfigError, match="near_duplicate_policy"):
+        PrepareConfig(near_duplicate_policy="ignore")
+    with pytest.raises(ConfigError, match="face_policy"):
+        PrepareConfig(face_policy="first")
