@@ -1,43 +1,72 @@
 """The report from stored scores alone: numbers against scikit-learn/scipy, JSON on disk, no heavy imports."""
 
+import csv
+import io
 import json
+import math
 import subprocess
 import sys
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats as sps
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score, precision_score,
+                             recall_score, roc_auc_score, roc_curve)
 
 from dfsweep import schema
 from dfsweep.config import ReportConfig
 from dfsweep.orchestrator.collect import collect_scores
-from dfsweep.orchestrator.report import build_summary, render, write_summary
+from dfsweep.orchestrator import stats
+from dfsweep.orchestrator.report import METRICS_COLUMNS, _seed_for, build_summary, render, report, write_summary
 
 SEEDS = (1, 2, 3)
 
 
-def _write_scores(run: schema.RunDir, shift: dict, n: int = 60) -> dict:
-    """Synthetic scores: each (variant, seed, domain) separates the classes by `shift[variant, domain] + seed noise`."""
+ARMS = (("v1", "none"), ("v2", "paper"))
+
+
+def _write_scores(run: schema.RunDir, shift: dict, n: int = 60, *, arms=ARMS, seeds=SEEDS, val: bool = False,
+                  perturbations=(), transform=None) -> dict:
+    """Synthetic scores: each (variant, seed, domain) separates the classes by `shift[variant, domain] + seed noise`
+    (a key (variant, augmentation, domain) wins over (variant, domain)).
+
+    val: n clean source val rows per trial; perturbations: (perturbation, level) pairs, each a test copy of every
+    sample with a weaker separation; transform(trial, domain, split, y, s) -> s replaces a trial's scores.
+    Returns truth[trial, domain] = (y, s) of the clean test rows, truth[trial, "val"] and truth[trial, domain, p, level].
+    """
     run.scores.mkdir(parents=True, exist_ok=True)
     truth = {}
-    for variant, aug in (("v1", "none"), ("v2", "paper")):
-        for seed in SEEDS:
-            rng = np.random.default_rng(seed * 10 + (variant == "v2"))
-            cols = {k: [] for k in schema.SCORES.names}
-            for domain in ("source", "target"):
+    for a, (variant, aug) in enumerate(arms):
+        for seed in seeds:
+            trial = f"{variant}-{aug}-s{seed}"
+            rng = np.random.default_rng(seed * 10 + a)
+            parts = []
+
+            def add(domain, split, pert, level, sep, prefix, key):
                 y = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]
-                logit = rng.normal(0, 1, n) + y * (shift[variant, domain] + 0.1 * seed)
+                logit = rng.normal(0, 1, n) + y * (sep + 0.1 * seed)
                 s = 1 / (1 + np.exp(-logit))
-                truth[f"{variant}-{aug}-s{seed}", domain] = (y, s)
-                for i in range(n):
-                    for k, v in dict(trial_id=f"{variant}-{aug}-s{seed}", variant=variant, augmentation=aug, seed=seed,
-                                     dataset=domain, domain=domain, split="test", sample_id=f"{domain}{i}", label=y[i],
-                                     perturbation="none", level=0, score=s[i]).items():
-                        cols[k].append(v)
-            pq.write_table(pa.table(cols, schema=schema.SCORES), run.score_file(f"{variant}-{aug}-s{seed}"))
+                if transform is not None:
+                    s = transform(trial, domain, split, y, s)
+                s = s.astype(np.float32).astype(np.float64)  # what the file stores
+                truth[key] = (y, s)
+                parts.append(pa.table(dict(trial_id=[trial] * n, variant=[variant] * n, augmentation=[aug] * n,
+                                           seed=[seed] * n, dataset=[domain] * n, domain=[domain] * n, split=[split] * n,
+                                           sample_id=[f"{prefix}{i}" for i in range(n)], label=y, perturbation=[pert] * n,
+                                           level=[level] * n, score=s), schema=schema.SCORES))
+
+            for domain in ("source", "target"):
+                sep = shift.get((variant, aug, domain), shift.get((variant, domain)))
+                add(domain, "test", "none", 0, sep, domain, (trial, domain))
+                for k, (pert, level) in enumerate(perturbations):
+                    add(domain, "test", pert, level, sep * (0.8 - 0.1 * k), domain, (trial, domain, pert, level))
+            if val:
+                add("source", "val", "none", 0, shift.get((variant, aug, "source"), shift.get((variant, "source"))),
+                    "val", (trial, "val"))
+            pq.write_table(pa.concat_tables(parts), run.score_file(trial))
     return truth
 
 
@@ -117,3 +146,267 @@ def test_stats_and_report_import_no_ray_tensorflow_or_torch():
             "print(','.join(m for m in ('ray', 'tensorflow', 'torch', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+SHIFT = {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("v1", "target"): 0.2, ("v2", "target"): 0.8}
+
+
+def _at(y, s, threshold):
+    """Reference metrics at a threshold from scikit-learn (a score >= threshold is called fake)."""
+    pred = (s >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    return dict(accuracy=accuracy_score(y, pred), precision=precision_score(y, pred, zero_division=np.nan),
+                recall=recall_score(y, pred), f1=f1_score(y, pred), tn=tn, fp=fp, fn=fn, tp=tp)
+
+
+def test_per_trial_ap_eer_f1_and_val_threshold_metrics(tmp_path):
+    r = schema.RunDir(tmp_path)
+    truth = _write_scores(r, SHIFT, val=True)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    assert len(summary["trials"]) == 12
+    for t in summary["trials"]:
+        y, s = truth[t["trial_id"], t["domain"]]
+        assert t["average_precision"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        e = stats.eer(y, s)
+        assert (t["eer"], t["eer_threshold"]) == (pytest.approx(e.eer), pytest.approx(e.threshold))
+        fpr, tpr, _ = roc_curve(y, s)  # the interpolated EER lies within one ROC step of the discrete crossing
+        assert abs(t["eer"] - np.min(np.maximum(fpr, 1 - tpr))) <= 2 / 30
+        assert t["f1"] == pytest.approx(f1_score(y, (s >= 0.5).astype(int))) and t["threshold"] == 0.5
+        yv, sv = truth[t["trial_id"], "val"]
+        assert t["val_threshold"] == pytest.approx(stats.eer(yv, sv).threshold) and t["val_threshold_reason"] is None
+        assert t["val_threshold_n"] == 60
+        ref = _at(y, s, t["val_threshold"])
+        for k in ("accuracy", "precision", "recall", "f1"):
+            assert t[f"{k}_at_val_threshold"] == pytest.approx(ref[k]), k
+        for k in ("tn", "fp", "fn", "tp"):
+            assert t[f"{k}_at_val_threshold"] == ref[k], k
+
+
+def test_trial_without_val_rows_says_why(run, tmp_path):
+    r, _ = run
+    write_summary(build_summary(r.root, ReportConfig(bootstrap_samples=200)), tmp_path / "s.json")
+    loaded = json.loads((tmp_path / "s.json").read_text())
+    for t in loaded["trials"]:
+        assert t["val_threshold"] is None and t["val_threshold_reason"] == "no source val rows for this trial"
+        assert t["accuracy_at_val_threshold"] is None and t["tp_at_val_threshold"] is None
+    assert any(w.startswith("no source-val threshold for") for w in loaded["warnings"])
+
+
+def _shuffle(path, seed=0):
+    t = pq.read_table(path)
+    pq.write_table(t.take(np.random.default_rng(seed).permutation(t.num_rows)), path)
+
+
+def test_per_seed_delong_and_paired_bootstrap_pair_on_sample_id(run):
+    r, truth = run
+    cfg = ReportConfig(bootstrap_samples=300)
+    before = build_summary(r.root, cfg)["per_seed_tests"]
+    _shuffle(r.score_file("v2-paper-s1"))
+    _shuffle(r.score_file("v1-none-s2"), seed=1)
+    after = build_summary(r.root, cfg)["per_seed_tests"]
+    assert after == before and len(after) == 6
+    for t in after:
+        cand, base = f"v2-paper-s{t['seed']}", f"v1-none-s{t['seed']}"
+        assert (t["candidate_trial"], t["baseline_trial"]) == (cand, base)
+        (y, sc), (yb, sb) = truth[cand, t["domain"]], truth[base, t["domain"]]  # index i is sample f"{domain}{i}" in both
+        assert (y == yb).all() and t["n_paired"] == 60 and t["n_only_candidate"] == t["n_only_baseline"] == 0
+        d = stats.delong_test(y, sc, sb)
+        assert t["delong_z"] == pytest.approx(d.z) and t["delong_p"] == pytest.approx(d.p_value)
+        assert t["diff"] == pytest.approx(roc_auc_score(y, sc) - roc_auc_score(y, sb))
+        # a hand-rolled DeLong from its definition: placements of each fake among reals and vice versa
+        pos, neg = y == 1, y == 0
+
+        def placements(s):
+            v10 = ((s[pos][:, None] > s[neg][None]) + 0.5 * (s[pos][:, None] == s[neg][None])).mean(axis=1)
+            v01 = ((s[pos][:, None] > s[neg][None]) + 0.5 * (s[pos][:, None] == s[neg][None])).mean(axis=0)
+            return v10, v01
+
+        (c10, c01), (b10, b01) = placements(sc), placements(sb)
+        var = np.var(c10 - b10, ddof=1) / pos.sum() + np.var(c01 - b01, ddof=1) / neg.sum()
+        assert t["delong_p"] == pytest.approx(sps.norm.sf((c10.mean() - b10.mean()) / np.sqrt(var)))
+        by_id = np.argsort([f"{t['domain']}{i}" for i in range(60)])  # the report resamples in sample_id order
+        pb = stats.paired_bootstrap_auc_diff(y[by_id], sc[by_id], sb[by_id], n_resamples=300,
+                                             seed=_seed_for(cfg, "paired", cand, base, t["domain"]))
+        assert (t["diff_ci_low"], t["diff_ci_high"], t["prob_positive"]) == (pb.low, pb.high, pb.prob_positive)
+        assert "not a p-value" in t["prob_positive_is"] and t["metric"] == "image-level AUC"
+
+
+def test_different_sample_sets_are_paired_on_the_common_ones_and_warned_about(run):
+    r, truth = run
+    t = pq.read_table(r.score_file("v2-paper-s1"))
+    keep = pc.invert(pc.is_in(t.column("sample_id"), pa.array([f"target{i}" for i in (0, 1, 2, 40, 41)])))
+    pq.write_table(t.filter(keep), r.score_file("v2-paper-s1"))
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    (s,) = [s for s in summary["per_seed_tests"] if s["domain"] == "target" and s["seed"] == 1]
+    assert (s["n_paired"], s["n_only_candidate"], s["n_only_baseline"]) == (55, 0, 5)
+    y, sc = truth["v2-paper-s1", "target"]
+    _, sb = truth["v1-none-s1", "target"]
+    common = np.setdiff1d(np.arange(60), [0, 1, 2, 40, 41])
+    assert s["delong_p"] == pytest.approx(stats.delong_test(y[common], sc[common], sb[common]).p_value)
+    (w,) = [w for w in summary["warnings"] if "different samples" in w]
+    assert "on target" in w and "55 paired" in w and "5 only in v1/none" in w
+
+
+def test_holm_across_two_candidate_arms(tmp_path):
+    r = schema.RunDir(tmp_path)
+    shift = {**SHIFT, ("v2", "robust", "source"): 2.1, ("v2", "robust", "target"): 0.5}
+    truth = _write_scores(r, shift, arms=(("v1", "none"), ("v2", "paper"), ("v2", "robust")))
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    for domain in ("source", "target"):
+        tests = {t["candidate"]: t for t in summary["tests"] if t["domain"] == domain}
+        assert sorted(tests) == ["v2/paper", "v2/robust"]
+        v1 = [roc_auc_score(*truth[f"v1-none-s{s}", domain]) for s in SEEDS]
+        p = {arm: sps.ttest_rel([roc_auc_score(*truth[f"v2-{arm[3:]}-s{s}", domain]) for s in SEEDS], v1,
+                                alternative="greater").pvalue for arm in tests}
+        lo, hi = sorted(p, key=p.get)  # Holm by hand: the smaller p times 2, the larger times 1, kept monotone
+        expected = {lo: min(1.0, 2 * p[lo])}
+        expected[hi] = min(1.0, max(expected[lo], p[hi]))
+        for arm, t in tests.items():
+            assert t["p_value"] == pytest.approx(p[arm]) and t["p_holm"] == pytest.approx(expected[arm])
+            assert t["holm_family"] == 2 and t["baseline"] == "v1/none"
+    assert len(summary["per_seed_tests"]) == 2 * 2 * 3
+
+
+def test_wilcoxon_runs_with_six_seeds_and_says_why_not_with_three(run, tmp_path):
+    r, _ = run
+    three = build_summary(r.root, ReportConfig(bootstrap_samples=200))["tests"]
+    for t in three:
+        assert math.isnan(t["wilcoxon_p"]) and t["wilcoxon_reason"] == "fewer than 6 pairs (3)"
+    six = schema.RunDir(tmp_path / "six")
+    seeds = (1, 2, 3, 4, 5, 6)
+    truth = _write_scores(six, SHIFT, seeds=seeds)
+    cfg = ReportConfig(bootstrap_samples=200)
+    summary = build_summary(six.root, cfg)
+    for t in summary["tests"]:
+        # AUCs on 30 x 30 samples are multiples of 1/900: rounding keeps ties between |differences| exact
+        v1 = [round(roc_auc_score(*truth[f"v1-none-s{s}", t["domain"]]) * 900) / 900 for s in seeds]
+        v2 = [round(roc_auc_score(*truth[f"v2-paper-s{s}", t["domain"]]) * 900) / 900 for s in seeds]
+        ref = sps.wilcoxon(v2, v1, alternative="greater")
+        assert t["wilcoxon_reason"] is None
+        assert t["wilcoxon_statistic"] == pytest.approx(ref.statistic) and t["wilcoxon_p"] == pytest.approx(ref.pvalue)
+        assert t["hier_mean_diff"] == pytest.approx(np.mean(np.subtract(v2, v1)))
+        by_id = np.argsort([f"{t['domain']}{i}" for i in range(60)])  # the report resamples in sample_id order
+        hb = stats.hierarchical_bootstrap_mean_diff(
+            [(truth[f"v2-paper-s{s}", t["domain"]][0][by_id], truth[f"v2-paper-s{s}", t["domain"]][1][by_id],
+              truth[f"v1-none-s{s}", t["domain"]][1][by_id]) for s in seeds],
+            n_resamples=200, seed=_seed_for(cfg, "hierarchical", t["domain"], "v2/paper", "v1/none"))
+        assert (t["hier_ci_low"], t["hier_ci_high"]) == (hb.low, hb.high)
+
+
+def _below_half(trial, domain, split, y, s):
+    """v1-none: ranks every sample perfectly, yet every score is under 0.5 (the paper's baseline on the target)."""
+    if not trial.startswith("v1-none"):
+        return s
+    return 0.05 + 0.2 * y + 0.1 * np.linspace(0, 1, len(y))
+
+
+def test_calibration_warning_for_perfect_ranking_below_half(tmp_path):
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, SHIFT, val=True, transform=_below_half)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    calib = [w for w in summary["warnings"] if "ranking fine, calibration off" in w]
+    assert sorted(w.split(" on ")[0] + "/" + w.split(" on ")[1].split(":")[0] for w in calib) == sorted(
+        f"v1-none-s{s}/{d}" for s in SEEDS for d in ("source", "target"))
+    for t in summary["trials"]:
+        if t["variant"] == "v1":
+            assert t["auc"] == 1.0 and t["accuracy"] == 0.5 and t["predicted_fake_share"] == 0.0
+            assert t["f1"] == 0.0 and math.isnan(t["precision"])
+            assert t["accuracy_at_val_threshold"] == 1.0  # chosen on source val, the threshold separates the classes
+    assert all("100% of samples called real" in w for w in calib)
+
+
+def test_metrics_csv_has_one_row_per_trial_domain_perturbation_level(tmp_path):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)
+    perts = (("jpeg", 80), ("blur", 5))
+    truth = _write_scores(r, SHIFT, val=True, perturbations=perts, transform=_below_half)
+    report(r.root, ReportConfig(bootstrap_samples=200), Console(file=io.StringIO()))
+    text = (r.root / "metrics.csv").read_text()
+    assert text.splitlines()[0] == ",".join(METRICS_COLUMNS) == (
+        "trial_id,variant,augmentation,seed,domain,perturbation,level,auc_level,n,n_real,n_fake,auc,auc_ci_low,"
+        "auc_ci_high,average_precision,eer,accuracy,precision,recall,f1,tn,fp,fn,tp")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    keys = [(x["trial_id"], x["domain"], x["perturbation"], x["level"]) for x in rows]
+    expected = {(f"{v}-{a}-s{s}", d, p, str(lv)) for v, a in ARMS for s in SEEDS for d in ("source", "target")
+                for p, lv in (("none", 0), *perts)}
+    assert len(keys) == len(set(keys)) == 2 * 3 * 2 * 3 and set(keys) == expected
+    for x in rows:
+        key = (x["trial_id"], x["domain"]) if x["perturbation"] == "none" else (
+            x["trial_id"], x["domain"], x["perturbation"], int(x["level"]))
+        y, s = truth[key]
+        assert float(x["auc"]) == pytest.approx(roc_auc_score(y, s)) and x["auc_level"] == "image"
+        assert float(x["average_precision"]) == pytest.approx(average_precision_score(y, s))
+        assert int(x["n"]) == 60 and int(x["tp"]) + int(x["fn"]) == int(x["n_fake"]) == 30
+        assert float(x["auc_ci_low"]) <= float(x["auc"]) <= float(x["auc_ci_high"])
+        if x["variant"] == "v1":  # calls every sample real: precision undefined, an empty cell
+            assert x["precision"] == "" and x["tp"] == "0"
+    assert json.loads(r.summary.read_text())["auc_level"] == "image"
+    report(r.root, ReportConfig(bootstrap_samples=200), Console(file=io.StringIO()))
+    assert (r.root / "metrics.csv").read_text() == text  # rebuilt identically
+
+
+def test_robustness_table_from_synthetic_jpeg_and_blur_rows(tmp_path):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)
+    perts = (("jpeg", 40), ("blur", 9), ("jpeg", 80), ("blur", 3))  # written out of order on purpose
+    truth = _write_scores(r, SHIFT, perturbations=perts)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    rows = summary["robustness"]
+    assert [(x["domain"], x["arm"], x["perturbation"], x["level"]) for x in rows] == [
+        (d, arm, p, lv) for d in ("source", "target") for arm in ("v1/none", "v2/paper")
+        for p, lv in (("jpeg", 80), ("jpeg", 40), ("blur", 3), ("blur", 9))]
+    tq = sps.t.ppf(0.975, 2)
+    for x in rows:
+        trials = [f"{x['variant']}-{x['augmentation']}-s{s}" for s in SEEDS]
+        aucs = [roc_auc_score(*truth[t, x["domain"], x["perturbation"], x["level"]]) for t in trials]
+        accs = [np.mean((truth[t, x["domain"], x["perturbation"], x["level"]][1] >= 0.5)
+                        == truth[t, x["domain"], x["perturbation"], x["level"]][0]) for t in trials]
+        for name, v in (("auc", aucs), ("accuracy", accs)):
+            half = tq * np.std(v, ddof=1) / np.sqrt(3)
+            assert x[f"{name}_mean"] == pytest.approx(np.mean(v)) and x[f"{name}_sd"] == pytest.approx(np.std(v, ddof=1))
+            assert x[f"{name}_band_low"] == pytest.approx(np.mean(v) - half)
+            assert x[f"{name}_band_high"] == pytest.approx(np.mean(v) + half)
+        assert x["n_seeds"] == 3 and x["band_level"] == 0.95 and x["metric"] == "image-level AUC"
+    console = Console(record=True, width=160)
+    render(summary, console)
+    assert "Robustness: image AUC" in console.export_text()
+
+
+def test_robustness_is_empty_without_perturbed_rows(run):
+    from rich.console import Console
+
+    r, _ = run
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    assert summary["robustness"] == [] and {m["perturbation"] for m in summary["metrics"]} == {"none"}
+    console = Console(record=True, width=160)
+    render(summary, console)
+    assert "Robustness" not in console.export_text()
+
+
+def test_wide_paired_bootstrap_cis_get_one_warning_per_domain(tmp_path):
+    r = schema.RunDir(tmp_path)
+    same = {(v, d): 0.3 for v in ("v1", "v2") for d in ("source", "target")}  # no real difference, 60 samples
+    _write_scores(r, same)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=300))
+    wide = [w for w in summary["warnings"] if "CIs too wide to conclude" in w]
+    expected = [d for d in ("source", "target")
+                if any(s["domain"] == d and s["diff_ci_low"] < 0 < s["diff_ci_high"]
+                       and s["diff_ci_high"] - s["diff_ci_low"] > 0.1 for s in summary["per_seed_tests"])]
+    assert expected == ["source", "target"]
+    assert [w.split(":")[0] for w in wide] == expected and all("of 3 per-seed comparisons" in w for w in wide)
+
+
+def test_render_draws_the_new_sections(tmp_path):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, SHIFT, val=True)
+    console = Console(record=True, width=140)
+    render(build_summary(r.root, ReportConfig(bootstrap_samples=200)), console)
+    text = console.export_text()
+    for fragment in ("Per trial", "paired t-test", "image AUC", "AP", "EER", "F1@0.5", "threshold chosen on source val",
+                     "Per seed", "DeLong p", "not a p-value", "p Holm", "Wilcoxon", "hierarchical bootstrap",
+                     "fewer than 6 pairs"):
+        assert fragment in text, fragment

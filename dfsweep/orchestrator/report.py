@@ -1,20 +1,28 @@
-"""The verdict, rebuilt from scores/ (and the manifest's counts) alone: summary.json and a rich console report.
+"""The verdict, rebuilt from scores/ (and the manifest's counts) alone: summary.json, metrics.csv and a rich console report.
 
-`build_summary` computes (through stats); `render` only draws. No Ray, TensorFlow or torch is imported here.
+`build_summary` computes (through stats); `render` and the writers only draw. No Ray, TensorFlow or torch is
+imported here. Every AUC is image-level (one score per face crop) and says so: `auc_level` at the top of the
+summary, "image AUC" in the console.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
+from scipy import stats as sps
 
 from dfsweep import __version__, schema
 from dfsweep.config import ReportConfig, config_from_dict
@@ -24,6 +32,20 @@ from dfsweep.orchestrator.collect import collect_scores
 BASELINE_VARIANT = "v1"
 # Headline numbers are image-level AUCs on the test splits, clean (no perturbation).
 AUC_LEVEL = "image"
+AUC_LABEL = f"{AUC_LEVEL}-level AUC"
+# Beside summary.json in the run directory (schema.RunDir does not name it yet).
+METRICS_COLUMNS = ("trial_id", "variant", "augmentation", "seed", "domain", "perturbation", "level", "auc_level", "n",
+                   "n_real", "n_fake", "auc", "auc_ci_low", "auc_ci_high", "average_precision", "eer", "accuracy",
+                   "precision", "recall", "f1", "tn", "fp", "fn", "tp")
+
+# "Ranking fine, calibration off": the paper's baseline ranked target samples well yet called them all real at 0.5.
+CALIBRATION_MIN_AUC = 0.7
+CALIBRATION_MAX_ACCURACY = 0.55
+DOMINANT_SHARE = 0.9  # one class "dominates the predictions" when at least this share of samples is called it
+# A per-seed paired-bootstrap CI of ΔAUC wider than this that still contains 0 cannot tell the arms apart.
+WIDE_DIFF_CI = 0.1
+# Perturbation order in tables: clean first, then by kind as the schema lists them, each from mild to severe.
+_PERTURBATION_ORDER = {p: i for i, p in enumerate(schema.PERTURBATIONS)}
 
 
 def _seed_for(cfg: ReportConfig, *key: Any) -> np.random.SeedSequence:
@@ -32,30 +54,119 @@ def _seed_for(cfg: ReportConfig, *key: Any) -> np.random.SeedSequence:
     return np.random.SeedSequence([cfg.seed, int.from_bytes(digest[:8], "big")])
 
 
-def _clean_test(scores: pa.Table) -> pa.Table:
-    mask = pc.and_(pc.equal(scores.column("split"), "test"), pc.equal(scores.column("perturbation"), "none"))
-    return scores.filter(mask)
-
-
 def _arm(variant: str, augmentation: str) -> str:
     return f"{variant}/{augmentation}"
 
 
-def per_trial(scores: pa.Table, cfg: ReportConfig) -> list[dict]:
-    test = _clean_test(scores)
+def _severity(perturbation: str, level: int) -> tuple[int, int]:
+    # JPEG gets worse as quality falls; blur as the kernel grows.
+    return _PERTURBATION_ORDER.get(perturbation, len(_PERTURBATION_ORDER)), -level if perturbation == "jpeg" else level
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One (trial, domain, split, perturbation, level): its samples sorted by sample_id, so nothing hangs on row order."""
+
+    sample_id: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Scores:
+    groups: dict[tuple[str, str, str, str, int], _Group]
+    trials: dict[str, dict[str, Any]]  # trial_id -> variant, augmentation, seed
+
+
+_GROUP_KEYS = ("trial_id", "domain", "split", "perturbation", "level")
+
+
+def _load(scores: pa.Table) -> _Scores:
+    """Split the scores table into groups in one sort, instead of one filter per group."""
+    t = scores.sort_by([(k, "ascending") for k in (*_GROUP_KEYS, "sample_id")])
+    cols = {k: t.column(k).to_numpy(zero_copy_only=False)
+            for k in (*_GROUP_KEYS, "sample_id", "variant", "augmentation", "seed")}
+    label = t.column("label").to_numpy().astype(np.int8)
+    score = t.column("score").to_numpy().astype(np.float64)
+    n = t.num_rows
+    change = np.zeros(n, bool)
+    change[:1] = True
+    for k in _GROUP_KEYS:
+        change[1:] |= cols[k][1:] != cols[k][:-1]
+    starts = np.flatnonzero(change)
+    groups, trials = {}, {}
+    for a, b in zip(starts, np.r_[starts[1:], n]):
+        trial = str(cols["trial_id"][a])
+        key = (trial, str(cols["domain"][a]), str(cols["split"][a]), str(cols["perturbation"][a]), int(cols["level"][a]))
+        groups[key] = _Group(cols["sample_id"][a:b], label[a:b], score[a:b])
+        trials.setdefault(trial, dict(variant=str(cols["variant"][a]), augmentation=str(cols["augmentation"][a]),
+                                      seed=int(cols["seed"][a])))
+    return _Scores(groups, trials)
+
+
+def _f1(cm: stats.Confusion) -> float:
+    """2 TP / (2 TP + FP + FN): the harmonic mean of precision and recall, 0 when there is no true positive."""
+    d = 2 * cm.tp + cm.fp + cm.fn
+    return 2 * cm.tp / d if d else float("nan")
+
+
+def _metrics(y: np.ndarray, s: np.ndarray, cfg: ReportConfig, seed_key: tuple) -> dict[str, Any]:
+    ci = stats.bootstrap_auc_ci(y, s, n_resamples=cfg.bootstrap_samples, level=cfg.ci_level, seed=_seed_for(cfg, *seed_key))
+    cm = stats.confusion(y, s, cfg.threshold)
+    e = stats.eer(y, s)
+    return dict(n=len(y), n_real=ci.n_neg, n_fake=ci.n_pos, auc=ci.auc, auc_ci_low=ci.low, auc_ci_high=ci.high,
+                average_precision=stats.average_precision(y, s), eer=e.eer, eer_threshold=e.threshold,
+                accuracy=cm.accuracy, precision=cm.precision, recall=cm.recall, f1=_f1(cm), threshold=cm.threshold,
+                tn=cm.tn, fp=cm.fp, fn=cm.fn, tp=cm.tp, predicts_one_class=cm.predicted_one_class,
+                predicted_fake_share=(cm.tp + cm.fp) / cm.n if cm.n else float("nan"))
+
+
+def metric_rows(data: _Scores, cfg: ReportConfig) -> list[dict]:
+    """One row per trial x domain x perturbation x level of the test split (metrics.csv, and the robustness table)."""
     rows = []
-    keys = test.group_by(["trial_id", "variant", "augmentation", "seed", "domain"]).aggregate([]).to_pylist()
-    for k in sorted(keys, key=lambda k: (k["domain"], k["variant"], k["augmentation"], k["seed"])):
-        sub = test.filter(pc.and_(pc.equal(test.column("trial_id"), k["trial_id"]), pc.equal(test.column("domain"), k["domain"])))
-        y, s = sub.column("label").to_numpy(), sub.column("score").to_numpy()
-        ci = stats.bootstrap_auc_ci(y, s, n_resamples=cfg.bootstrap_samples, level=cfg.ci_level,
-                                    seed=_seed_for(cfg, k["trial_id"], k["domain"]))
-        cm = stats.confusion(y, s, cfg.threshold)
-        rows.append(dict(k, arm=_arm(k["variant"], k["augmentation"]), n=len(y), n_real=ci.n_neg, n_fake=ci.n_pos,
-                         auc=ci.auc, auc_ci_low=ci.low, auc_ci_high=ci.high, accuracy=cm.accuracy,
-                         precision=cm.precision, recall=cm.recall, threshold=cm.threshold,
-                         tn=cm.tn, fp=cm.fp, fn=cm.fn, tp=cm.tp, predicts_one_class=cm.predicted_one_class,
-                         sample_ids_hash=hashlib.sha256("\n".join(sorted(sub.column("sample_id").to_pylist())).encode()).hexdigest()[:16]))
+    for (trial, domain, split, pert, level), g in data.groups.items():
+        if split != "test":
+            continue
+        # The clean rows keep the seed key they always had, so their CIs do not move.
+        key = (trial, domain) if pert == "none" else (trial, domain, pert, level)
+        meta = data.trials[trial]
+        rows.append(dict(trial_id=trial, **meta, arm=_arm(meta["variant"], meta["augmentation"]), domain=domain,
+                         perturbation=pert, level=level, auc_level=AUC_LEVEL, **_metrics(g.label, g.score, cfg, key)))
+    rows.sort(key=lambda r: (r["domain"], r["variant"], r["augmentation"], r["seed"], r["trial_id"],
+                             _severity(r["perturbation"], r["level"])))
+    return rows
+
+
+def _val_threshold(data: _Scores, trial: str) -> tuple[float, str | None, int]:
+    """The threshold chosen on the trial's own clean source val split (its EER point), or nan and why not."""
+    g = data.groups.get((trial, "source", "val", "none", 0))
+    if g is None:
+        return float("nan"), "no source val rows for this trial", 0
+    t = stats.eer(g.label, g.score).threshold
+    if math.isnan(t):
+        return t, "source val rows hold only one class", len(g.label)
+    return t, None, len(g.label)
+
+
+def per_trial(data: _Scores, metrics: list[dict]) -> list[dict]:
+    """The clean test rows, plus metrics at the threshold chosen on source val (what a deployed model would use)."""
+    rows = []
+    for m in metrics:
+        if m["perturbation"] != "none":
+            continue
+        r = {k: v for k, v in m.items() if k not in ("perturbation", "level", "auc_level")}
+        g = data.groups[m["trial_id"], m["domain"], "test", "none", m["level"]]
+        t, reason, n_val = _val_threshold(data, m["trial_id"])
+        r.update(val_threshold=t, val_threshold_reason=reason, val_threshold_n=n_val)
+        fields = ("accuracy", "precision", "recall", "f1", "tn", "fp", "fn", "tp")
+        if reason is None:
+            cm = stats.confusion(g.label, g.score, t)
+            values = (cm.accuracy, cm.precision, cm.recall, _f1(cm), cm.tn, cm.fp, cm.fn, cm.tp)
+        else:
+            values = (None,) * len(fields)
+        r.update({f"{f}_at_val_threshold": v for f, v in zip(fields, values)})
+        r["sample_ids_hash"] = hashlib.sha256("\n".join(sorted(g.sample_id)).encode()).hexdigest()[:16]
+        rows.append(r)
     return rows
 
 
@@ -70,9 +181,8 @@ def aggregate(trials: list[dict]) -> list[dict]:
     return out
 
 
-def paired_tests(trials: list[dict]) -> list[dict]:
-    """Each non-baseline arm against V1, paired by seed, per domain: one-tailed paired t-test (H1: arm > V1)."""
-    out = []
+def _comparisons(trials: list[dict]) -> Iterator[tuple[str, str, str, dict[int, dict], dict[int, dict]]]:
+    """(domain, candidate arm, baseline arm, baseline trials by seed, candidate trials by seed), in a stable order."""
     arms = sorted({t["arm"] for t in trials if t["variant"] != BASELINE_VARIANT})
     base_arms = sorted({t["arm"] for t in trials if t["variant"] == BASELINE_VARIANT})
     for domain in sorted({t["domain"] for t in trials}):
@@ -80,33 +190,157 @@ def paired_tests(trials: list[dict]) -> list[dict]:
             b = {t["seed"]: t for t in trials if t["arm"] == base and t["domain"] == domain}
             for arm in arms:
                 c = {t["seed"]: t for t in trials if t["arm"] == arm and t["domain"] == domain}
-                seeds = sorted(set(b) & set(c))
-                res = stats.paired_t_greater([c[s]["auc"] for s in seeds], [b[s]["auc"] for s in seeds])
-                unpaired = [s for s in seeds if c[s]["sample_ids_hash"] != b[s]["sample_ids_hash"]]
-                out.append(dict(domain=domain, candidate=arm, baseline=base, metric=f"{AUC_LEVEL}-level AUC",
-                                test="one-tailed paired t-test across seeds", alternative=res.alternative,
-                                seeds=seeds, n_pairs=res.n_pairs, mean_diff=res.mean_diff, t=res.t, df=res.df,
-                                p_value=res.p_value, samples_differ_for_seeds=unpaired))
+                yield domain, arm, base, b, c
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """Candidate and baseline scores on the samples both were scored on, joined on sample_id."""
+
+    y: np.ndarray
+    s_candidate: np.ndarray
+    s_baseline: np.ndarray
+    n_only_candidate: int
+    n_only_baseline: int
+    n_label_disagree: int
+
+
+def _pair(c: _Group, b: _Group) -> _Pair:
+    _, ic, ib = np.intersect1d(c.sample_id, b.sample_id, assume_unique=True, return_indices=True)
+    agree = c.label[ic] == b.label[ib]  # a sample's label is its own: a disagreement is a broken file, left out
+    ic, ib = ic[agree], ib[agree]
+    return _Pair(b.label[ib], c.score[ic], b.score[ib], len(c.sample_id) - len(agree), len(b.sample_id) - len(agree),
+                 int((~agree).sum()))
+
+
+def per_seed_tests(data: _Scores, trials: list[dict], cfg: ReportConfig) -> tuple[list[dict], dict[tuple, _Pair]]:
+    """Each non-baseline arm against V1 of the same seed, per domain, paired on sample_id: DeLong's one-sided test and
+    the paired bootstrap CI of ΔAUC. Also returns the joined scores, which the across-seed bootstrap resamples."""
+    out, pairs = [], {}
+    for domain, arm, base, b, c in _comparisons(trials):
+        for seed in sorted(set(b) & set(c)):
+            ct, bt = c[seed]["trial_id"], b[seed]["trial_id"]
+            p = _pair(data.groups[ct, domain, "test", "none", 0], data.groups[bt, domain, "test", "none", 0])
+            pairs[domain, arm, base, seed] = p
+            dl = stats.delong_test(p.y, p.s_candidate, p.s_baseline)
+            pb = stats.paired_bootstrap_auc_diff(p.y, p.s_candidate, p.s_baseline, n_resamples=cfg.bootstrap_samples,
+                                                 level=cfg.ci_level, seed=_seed_for(cfg, "paired", ct, bt, domain))
+            out.append(dict(domain=domain, seed=seed, candidate=arm, baseline=base, candidate_trial=ct, baseline_trial=bt,
+                            metric=AUC_LABEL, n_paired=len(p.y), n_real=dl.n_neg, n_fake=dl.n_pos,
+                            n_only_candidate=p.n_only_candidate, n_only_baseline=p.n_only_baseline,
+                            n_label_disagree=p.n_label_disagree, auc_candidate=dl.auc_candidate,
+                            auc_baseline=dl.auc_baseline, diff=dl.diff, delong_z=dl.z, delong_se=dl.se,
+                            delong_p=dl.p_value, delong_alternative=dl.alternative, diff_ci_low=pb.low,
+                            diff_ci_high=pb.high, diff_ci_level=pb.level, prob_positive=pb.prob_positive,
+                            prob_positive_is="bootstrap probability (share of paired resamples with ΔAUC > 0), not a p-value"))
+    return out, pairs
+
+
+def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: ReportConfig) -> list[dict]:
+    """Each non-baseline arm against V1, paired by seed, per domain: one-tailed paired t-test (H1: arm > V1), its
+    Holm adjustment over the candidate arms of the domain, Wilcoxon (enough seeds only) and the hierarchical
+    bootstrap CI of the mean ΔAUC (seeds, then samples)."""
+    out = []
+    for domain, arm, base, b, c in _comparisons(trials):
+        seeds = sorted(set(b) & set(c))
+        cand, basel = [c[s]["auc"] for s in seeds], [b[s]["auc"] for s in seeds]
+        res = stats.paired_t_greater(cand, basel)
+        w = stats.wilcoxon_greater(cand, basel)
+        joined = [pairs[domain, arm, base, s] for s in seeds]
+        hb = stats.hierarchical_bootstrap_mean_diff([(p.y, p.s_candidate, p.s_baseline) for p in joined],
+                                                    n_resamples=cfg.bootstrap_samples, level=cfg.ci_level,
+                                                    seed=_seed_for(cfg, "hierarchical", domain, arm, base))
+        unpaired = [s for s in seeds if c[s]["sample_ids_hash"] != b[s]["sample_ids_hash"]]
+        out.append(dict(domain=domain, candidate=arm, baseline=base, metric=AUC_LABEL,
+                        test="one-tailed paired t-test across seeds", alternative=res.alternative,
+                        seeds=seeds, n_pairs=res.n_pairs, mean_diff=res.mean_diff, t=res.t, df=res.df,
+                        p_value=res.p_value, samples_differ_for_seeds=unpaired,
+                        wilcoxon_statistic=w.statistic, wilcoxon_p=w.p_value, wilcoxon_reason=w.reason,
+                        hier_mean_diff=hb.mean_diff, hier_ci_low=hb.low, hier_ci_high=hb.high, hier_ci_level=hb.level))
+    for domain in {t["domain"] for t in out}:
+        family = [t for t in out if t["domain"] == domain]
+        for t, p in zip(family, stats.holm([t["p_value"] for t in family])):
+            t["p_holm"] = p
+            t["holm_family"] = len(family)
     return out
 
 
-def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], cfg: ReportConfig) -> list[str]:
+def _mean_band(values: list[float], level: float) -> tuple[stats.MeanSD, float, float]:
+    """Mean across seeds with a t band, mean ± t_{(1+level)/2, n-1} sd / sqrt(n); nan band below 2 seeds."""
+    ms = stats.mean_sd(values)
+    if ms.n < 2 or not (math.isfinite(ms.mean) and math.isfinite(ms.sd)):
+        return ms, float("nan"), float("nan")
+    half = float(sps.t.ppf((1 + level) / 2, ms.n - 1)) * ms.sd / math.sqrt(ms.n)
+    return ms, ms.mean - half, ms.mean + half
+
+
+def robustness(metrics: list[dict], cfg: ReportConfig) -> list[dict]:
+    """AUC and accuracy against perturbation level, per arm and domain, across seeds; empty when nothing is perturbed."""
+    out = []
+    cells: dict[tuple, list[dict]] = {}
+    for m in metrics:
+        if m["perturbation"] != "none":
+            cells.setdefault((m["domain"], m["arm"], m["perturbation"], m["level"]), []).append(m)
+    for (domain, arm, pert, level), sub in sorted(cells.items(), key=lambda kv: (*kv[0][:2], _severity(*kv[0][2:]))):
+        a, a_low, a_high = _mean_band([m["auc"] for m in sub], cfg.ci_level)
+        acc, acc_low, acc_high = _mean_band([m["accuracy"] for m in sub], cfg.ci_level)
+        out.append(dict(domain=domain, arm=arm, variant=sub[0]["variant"], augmentation=sub[0]["augmentation"],
+                        perturbation=pert, level=level, metric=AUC_LABEL, n_seeds=a.n, seeds=sorted(m["seed"] for m in sub),
+                        auc_mean=a.mean, auc_sd=a.sd, auc_band_low=a_low, auc_band_high=a_high,
+                        accuracy_mean=acc.mean, accuracy_sd=acc.sd, accuracy_band_low=acc_low,
+                        accuracy_band_high=acc_high, threshold=cfg.threshold, band_level=cfg.ci_level, sd_ddof=a.ddof))
+    return out
+
+
+def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], seed_tests: list[dict],
+                 cfg: ReportConfig) -> list[str]:
     warns = []
     for t in trials:
         if t["predicts_one_class"]:
             called = "fake" if t["tp"] + t["fp"] else "real"
             warns.append(f"{t['trial_id']} calls every {t['domain']} test sample {called} at threshold "
-                         f"{t['threshold']}: its accuracy says nothing about ranking (AUC {t['auc']:.3f})")
+                         f"{t['threshold']}: its accuracy says nothing about ranking ({AUC_LABEL} {t['auc']:.3f})")
+    for t in trials:
+        share = t["predicted_fake_share"]
+        dominant = max(share, 1 - share) >= DOMINANT_SHARE
+        if t["auc"] >= CALIBRATION_MIN_AUC and t["accuracy"] <= CALIBRATION_MAX_ACCURACY and dominant:
+            called, frac = ("fake", share) if share >= 0.5 else ("real", 1 - share)
+            at_val = (f"no source-val threshold ({t['val_threshold_reason']})" if t["val_threshold_reason"] else
+                      f"at the source-val threshold {t['val_threshold']:.3f} accuracy is {t['accuracy_at_val_threshold']:.3f}")
+            warns.append(f"{t['trial_id']} on {t['domain']}: ranking fine, calibration off — {AUC_LABEL} "
+                         f"{t['auc']:.3f} but accuracy {t['accuracy']:.3f} at threshold {t['threshold']}, "
+                         f"{frac:.0%} of samples called {called}; {at_val}")
+    no_val = sorted({t["trial_id"] for t in trials if t["val_threshold_reason"] is not None})
+    if no_val:
+        warns.append(f"no source-val threshold for {', '.join(no_val)}: their *_at_val_threshold fields are empty")
     for a in aggregates:
         if a["n_seeds"] < 3:
             warns.append(f"{a['arm']} on {a['domain']} has {a['n_seeds']} seed(s): fewer than 3, the across-seed test is weak or undefined")
     for t in tests:
         if t["samples_differ_for_seeds"]:
-            warns.append(f"{t['candidate']} and {t['baseline']} were scored on different samples for seeds {t['samples_differ_for_seeds']}")
+            same = [s for s in seed_tests if s["seed"] in t["samples_differ_for_seeds"]
+                    and (s["domain"], s["candidate"], s["baseline"]) == (t["domain"], t["candidate"], t["baseline"])]
+            detail = "; ".join(f"seed {s['seed']}: {s['n_paired']} paired, {s['n_only_candidate']} only in "
+                               f"{t['candidate']}, {s['n_only_baseline']} only in {t['baseline']}" for s in same)
+            warns.append(f"{t['candidate']} and {t['baseline']} were scored on different samples for seeds "
+                         f"{t['samples_differ_for_seeds']} on {t['domain']}: paired tests use the common samples only ({detail})")
+    for s in seed_tests:
+        if s["n_label_disagree"]:
+            warns.append(f"{s['candidate_trial']} and {s['baseline_trial']} on {s['domain']} disagree on the label of "
+                         f"{s['n_label_disagree']} sample(s): left out of the paired tests")
     for t in trials:
         if t["auc_ci_high"] - t["auc_ci_low"] > 0.2:
-            warns.append(f"{t['trial_id']} on {t['domain']}: AUC CI [{t['auc_ci_low']:.3f}, {t['auc_ci_high']:.3f}] "
+            warns.append(f"{t['trial_id']} on {t['domain']}: {AUC_LABEL} CI [{t['auc_ci_low']:.3f}, {t['auc_ci_high']:.3f}] "
                          "is wider than 0.2: too few test samples to conclude much")
+    for domain in sorted({s["domain"] for s in seed_tests}):
+        sub = [s for s in seed_tests if s["domain"] == domain]
+        wide = [s for s in sub
+                if s["diff_ci_low"] < 0 < s["diff_ci_high"] and s["diff_ci_high"] - s["diff_ci_low"] > WIDE_DIFF_CI]
+        if wide:
+            which = ", ".join(f"{s['candidate']} vs {s['baseline']} seed {s['seed']}" for s in wide)
+            warns.append(f"{domain}: the paired-bootstrap {cfg.ci_level:.0%} CI of Δ {AUC_LABEL} contains 0 and is wider "
+                         f"than {WIDE_DIFF_CI} for {len(wide)} of {len(sub)} per-seed comparisons ({which}): "
+                         "CIs too wide to conclude per seed")
     return warns
 
 
@@ -128,30 +362,68 @@ def _run_config(run: schema.RunDir) -> dict[str, Any]:
     return yaml.safe_load(run.config.read_text()) if run.config.exists() else {}
 
 
-def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[str, Any]:
-    """Everything the report shows, as plain data; the same files give the same summary."""
+@contextmanager
+def _timed(timings: dict[str, float] | None, step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - start
+
+
+def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
+                  timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Everything the report shows, as plain data; the same files give the same summary.
+
+    `timings`, when given, receives the seconds each step took (kept out of the summary, which must not vary).
+    """
     run = schema.RunDir(run_dir)
     run_cfg = _run_config(run)
     if cfg is None:
         cfg = config_from_dict({"report": run_cfg["report"]} if "report" in run_cfg else {}).report
-    scores = collect_scores(run.scores)
-    trials = per_trial(scores, cfg)
-    aggs = aggregate(trials)
-    tests = paired_tests(trials)
+    with _timed(timings, "load"):
+        data = _load(collect_scores(run.scores))
+    with _timed(timings, "per_trial"):
+        metrics = metric_rows(data, cfg)
+        trials = per_trial(data, metrics)
+    with _timed(timings, "per_seed_tests"):
+        seed_tests, pairs = per_seed_tests(data, trials, cfg)
+    with _timed(timings, "across_seed"):
+        aggs = aggregate(trials)
+        tests = across_seed_tests(trials, pairs, cfg)
+    with _timed(timings, "robustness"):
+        robust = robustness(metrics, cfg)
+    ci = f"{cfg.ci_level:.0%}"
     return dict(
         dfsweep_version=__version__,
         run_dir=str(run.root),
         auc_level=AUC_LEVEL,
-        statistics=dict(ci=f"{cfg.ci_level:.0%} stratified percentile bootstrap, B={cfg.bootstrap_samples}, seed={cfg.seed}",
-                        sd="sample standard deviation across seeds (ddof=1)",
-                        test="one-tailed paired t-test across seeds, H1: candidate AUC > V1 AUC, df = seeds - 1",
-                        threshold=cfg.threshold, alpha=cfg.alpha),
+        statistics=dict(
+            ci=f"{ci} stratified percentile bootstrap, B={cfg.bootstrap_samples}, seed={cfg.seed}",
+            sd="sample standard deviation across seeds (ddof=1)",
+            test="one-tailed paired t-test across seeds, H1: candidate AUC > V1 AUC, df = seeds - 1",
+            threshold=cfg.threshold, alpha=cfg.alpha,
+            per_trial=(f"average_precision: step-wise (no interpolation); eer: equal error rate, interpolated on the ROC, "
+                       f"eer_threshold its score; f1 and the confusion counts at threshold {cfg.threshold}"),
+            val_threshold=("the EER threshold of the trial's own clean source val scores; *_at_val_threshold are test "
+                           "metrics at it (a score >= threshold is called fake)"),
+            per_seed=(f"each candidate vs V1 of the same seed, paired on sample_id: DeLong's one-sided z-test "
+                      f"(H1: candidate AUC > V1 AUC) and a {ci} paired stratified percentile bootstrap CI of ΔAUC, "
+                      f"B={cfg.bootstrap_samples}; prob_positive is a bootstrap probability, not a p-value"),
+            across_seeds=(f"p_holm: Holm-adjusted t-test p over the candidate arms of a domain; Wilcoxon signed-rank, "
+                          f"one-sided, only with >= 6 seeds; hierarchical bootstrap (seeds, then fakes and reals) "
+                          f"{ci} CI of the mean ΔAUC, B={cfg.bootstrap_samples}"),
+            robustness=(f"test rows with a perturbation; mean across seeds with a {ci} band, "
+                        f"mean ± t_(1+level)/2,n-1 · sd / sqrt(n); accuracy at threshold {cfg.threshold}"),
+        ),
         config=run_cfg,
         counts=_manifest_counts(run),
         trials=trials,
         aggregate=aggs,
         tests=tests,
-        warnings=warnings_for(trials, aggs, tests, cfg),
+        per_seed_tests=seed_tests,
+        robustness=robust,
+        metrics=metrics,
+        warnings=warnings_for(trials, aggs, tests, seed_tests, cfg),
     )
 
 
@@ -174,8 +446,24 @@ def write_summary(summary: dict[str, Any], path: str | Path) -> None:
     tmp.replace(path)
 
 
+def write_metrics_csv(summary: dict[str, Any], path: str | Path) -> None:
+    """summary["metrics"] as CSV, one row per trial x domain x perturbation x level; empty cells for None."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in _jsonable(summary["metrics"]):
+            w.writerow({k: "" if row.get(k) is None else row[k] for k in METRICS_COLUMNS})
+    tmp.replace(path)
+
+
 def _f(x: float | None, nd: int = 3) -> str:
     return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
+
+
+def _ci(low: float | None, high: float | None, nd: int = 3) -> str:
+    return f"[{_f(low, nd)}, {_f(high, nd)}]"
 
 
 def render(summary: dict[str, Any], console=None) -> None:
@@ -188,55 +476,109 @@ def render(summary: dict[str, Any], console=None) -> None:
     cfg = summary.get("config", {})
     tr, sw = cfg.get("train", {}), cfg.get("sweep", {})
     counts = summary.get("counts", {})
+    st = summary["statistics"]
+    auc = f"{summary['auc_level']} AUC"
+    thr = st["threshold"]
     head = [f"run: {summary['run_dir']}   dfsweep {summary['dfsweep_version']}",
             f"model: Xception {tr.get('input_size_px', '?')} px, pixel range {tr.get('pixel_range', '?')}, weights "
             f"{Path(str(tr.get('weights', '?'))).name}; head {tr.get('head_epochs', '?')} epochs @ {tr.get('head_lr', '?')}, "
             f"V2 fine-tune {tr.get('finetune_epochs', '?')} epochs @ {tr.get('finetune_lr', '?')}",
-            f"seeds: {sw.get('seeds', '?')}   AUCs are {summary['auc_level']}-level, on test splits, clean",
-            f"statistics: {summary['statistics']['ci']}; {summary['statistics']['sd']}"]
+            f"seeds: {sw.get('seeds', '?')}   AUCs are {summary['auc_level']}-level, on test splits, clean unless a "
+            "perturbation is named",
+            f"statistics: {st['ci']}; {st['sd']}"]
     if counts:
         head.append(f"inputs: {counts['inputs']} files; by status: "
                     + ", ".join(f"{k} {v}" for k, v in sorted(counts['by_status'].items())))
         head.append("crops: " + ", ".join(f"{k} {v}" for k, v in counts["crops_by_domain_split_label"].items()))
     console.print(Panel("\n".join(head), title="dfsweep report", expand=False))
+    ci_name = f"{st['ci'].split()[0]} CI"
 
-    t = Table(title="Per trial (test split)", show_lines=False)
-    for col in ("trial", "domain", "n (real/fake)", "AUC", f"{summary['statistics']['ci'].split()[0]} CI",
-                "acc@thr", "TN FP FN TP"):
+    t = Table(title="Per trial (test split, clean)", show_lines=False)
+    for col in ("trial", "domain", "n (real/fake)", auc, ci_name, "AP", "EER", f"acc@{thr}", f"F1@{thr}",
+                f"TN FP FN TP @{thr}"):
         t.add_column(col, justify="right" if col not in ("trial", "domain") else "left")
     for r in summary["trials"]:
         t.add_row(r["trial_id"], r["domain"], f"{r['n']} ({r['n_real']}/{r['n_fake']})", _f(r["auc"]),
-                  f"[{_f(r['auc_ci_low'])}, {_f(r['auc_ci_high'])}]", _f(r["accuracy"]),
-                  f"{r['tn']} {r['fp']} {r['fn']} {r['tp']}")
+                  _ci(r["auc_ci_low"], r["auc_ci_high"]), _f(r["average_precision"]), _f(r["eer"]),
+                  _f(r["accuracy"]), _f(r["f1"]), f"{r['tn']} {r['fp']} {r['fn']} {r['tp']}")
     console.print(t)
 
+    v = Table(title="Per trial at the threshold chosen on source val (its EER point), test split, clean")
+    for col in ("trial", "domain", "val threshold", "accuracy", "precision", "recall", "F1", "TN FP FN TP"):
+        v.add_column(col, justify="right" if col not in ("trial", "domain") else "left")
+    for r in summary["trials"]:
+        if r["val_threshold_reason"] is not None:
+            v.add_row(r["trial_id"], r["domain"], f"— ({r['val_threshold_reason']})", "—", "—", "—", "—", "—")
+            continue
+        v.add_row(r["trial_id"], r["domain"], _f(r["val_threshold"]), _f(r["accuracy_at_val_threshold"]),
+                  _f(r["precision_at_val_threshold"]), _f(r["recall_at_val_threshold"]), _f(r["f1_at_val_threshold"]),
+                  " ".join(str(r[f"{k}_at_val_threshold"]) for k in ("tn", "fp", "fn", "tp")))
+    console.print(v)
+
     a = Table(title="Across seeds: mean ± sd (ddof=1)")
-    for col in ("variant/augmentation", "domain", "seeds", "AUC", "accuracy"):
+    for col in ("variant/augmentation", "domain", "seeds", auc, "accuracy"):
         a.add_column(col)
     for r in summary["aggregate"]:
         a.add_row(r["arm"], r["domain"], str(r["n_seeds"]), f"{_f(r['auc_mean'])} ± {_f(r['auc_sd'])}",
                   f"{_f(r['accuracy_mean'])} ± {_f(r['accuracy_sd'])}")
     console.print(a)
 
-    s = Table(title="Is the candidate better than V1? one-tailed paired t-test across seeds (H1: ΔAUC > 0)")
-    for col in ("domain", "candidate vs baseline", "pairs", "mean ΔAUC", "t", "df", "p (one-sided)", "verdict"):
+    if summary["per_seed_tests"]:
+        p = Table(title=f"Per seed: candidate vs V1 on the same samples (joined on sample_id), Δ {auc}",
+                  caption="P_boot(Δ>0): share of paired bootstrap resamples with Δ > 0 — a bootstrap probability, not a p-value")
+        for col in ("domain", "seed", "candidate vs baseline", "paired n", "Δ", "DeLong z", "DeLong p (one-sided)",
+                    f"paired bootstrap {ci_name}", "P_boot(Δ>0)"):
+            p.add_column(col)
+        for r in summary["per_seed_tests"]:
+            p.add_row(r["domain"], str(r["seed"]), f"{r['candidate']} vs {r['baseline']}", str(r["n_paired"]),
+                      _f(r["diff"], 4), _f(r["delong_z"], 2), _f(r["delong_p"], 4),
+                      _ci(r["diff_ci_low"], r["diff_ci_high"], 4), _f(r["prob_positive"]))
+        console.print(p)
+
+    s = Table(title=f"Is the candidate better than V1? one-tailed paired t-test across seeds (H1: Δ {auc} > 0)",
+              caption="p Holm: adjusted over the candidate arms of a domain; the verdict uses it")
+    for col in ("domain", "candidate vs baseline", "pairs", "mean Δ", "t", "df", "p (one-sided)", "p Holm", "verdict (Holm)"):
         s.add_column(col)
-    alpha = summary["statistics"]["alpha"]
+    alpha = st["alpha"]
     for r in summary["tests"]:
-        p = r["p_value"]
-        verdict = ("undefined (too few seeds or zero variance)" if p is None or np.isnan(p)
-                   else f"better at α={alpha}" if p < alpha else f"not shown at α={alpha}")
+        ph = r.get("p_holm")
+        verdict = ("undefined (too few seeds or zero variance)" if ph is None or np.isnan(ph)
+                   else f"better at α={alpha}" if ph < alpha else f"not shown at α={alpha}")
         s.add_row(r["domain"], f"{r['candidate']} vs {r['baseline']}", str(r["n_pairs"]), _f(r["mean_diff"], 4),
-                  _f(r["t"]), str(r["df"]), _f(p, 4), verdict)
+                  _f(r["t"]), str(r["df"]), _f(r["p_value"], 4), _f(ph, 4), verdict)
     console.print(s)
+
+    h = Table(title=f"Across seeds, two more views of the mean Δ {auc}")
+    for col in ("domain", "candidate vs baseline", "Wilcoxon W", "Wilcoxon p (one-sided)",
+                f"hierarchical bootstrap {ci_name} (seeds, then samples)"):
+        h.add_column(col)
+    for r in summary["tests"]:
+        wp = _f(r["wilcoxon_p"], 4) if r["wilcoxon_reason"] is None else f"not run: {r['wilcoxon_reason']}"
+        h.add_row(r["domain"], f"{r['candidate']} vs {r['baseline']}", _f(r["wilcoxon_statistic"], 1), wp,
+                  f"{_f(r['hier_mean_diff'], 4)} {_ci(r['hier_ci_low'], r['hier_ci_high'], 4)}")
+    console.print(h)
+
+    if summary["robustness"]:
+        rb = Table(title=f"Robustness: {auc} and accuracy@{thr} against perturbation, mean across seeds "
+                         f"[{st['ci'].split()[0]} t band]")
+        for col in ("domain", "variant/augmentation", "perturbation", "level", "seeds", auc, f"accuracy@{thr}"):
+            rb.add_column(col)
+        for r in summary["robustness"]:
+            rb.add_row(r["domain"], r["arm"], r["perturbation"], str(r["level"]), str(r["n_seeds"]),
+                       f"{_f(r['auc_mean'])} {_ci(r['auc_band_low'], r['auc_band_high'])}",
+                       f"{_f(r['accuracy_mean'])} {_ci(r['accuracy_band_low'], r['accuracy_band_high'])}")
+        console.print(rb)
+
     if summary["warnings"]:
         console.print(Panel("\n".join(f"• {w}" for w in summary["warnings"]), title="validity warnings",
                             border_style="yellow", expand=False))
 
 
 def report(run_dir: str | Path, cfg: ReportConfig | None = None, console=None) -> dict[str, Any]:
-    """Build, write (summary.json) and render the report of one run directory."""
+    """Build, write (summary.json, metrics.csv) and render the report of one run directory."""
     summary = build_summary(run_dir, cfg)
-    write_summary(summary, schema.RunDir(run_dir).summary)
+    run = schema.RunDir(run_dir)
+    write_summary(summary, run.summary)
+    write_metrics_csv(summary, run.metrics_csv)
     render(summary, console)
     return summary
