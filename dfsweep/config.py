@@ -33,6 +33,14 @@ class PrepareConfig:
     target: str = ""
     source_name: str = "source"
     target_name: str = "target"
+    # Where each root keeps its real and fake files: "auto" (detect), "generic" (real/ + fake/), "ciplab"
+    # (Kaggle real-and-fake-face-detection) or "manjilkarki" (Kaggle deepfake-and-real-images).
+    source_layout: str = "auto"
+    target_layout: str = "auto"
+    # Keep a dataset's own Train/Validation/Test split (manjilkarki) instead of drawing ours; the target tests on
+    # its Test part and adapts on the rest.
+    keep_dataset_splits: bool = False
+    video_frames: int = 8  # evenly spaced frames sampled from each video
     # Per-class caps (the paper: 200 per class on the source set, 150 on the target set); 0 means no cap.
     source_per_class_cap: int = 200
     target_per_class_cap: int = 150
@@ -70,6 +78,10 @@ class PrepareConfig:
         _check(0 < self.target_adapt_fraction < 1, "prepare.target_adapt_fraction must be in (0, 1)")
         _check(0 <= self.min_face_prob <= 1, "prepare.min_face_prob must be in [0, 1]")
         _check(self.source_name != self.target_name, "prepare.source_name and target_name must differ")
+        for name in ("source_layout", "target_layout"):
+            _check(getattr(self, name) in ("auto", "generic", "ciplab", "manjilkarki"),
+                   f"prepare.{name} must be one of auto, generic, ciplab, manjilkarki; got {getattr(self, name)!r}")
+        _check(self.video_frames >= 1, "prepare.video_frames must be >= 1")
         _check(self.face_policy in ("most_confident", "largest"),
                f"prepare.face_policy must be 'most_confident' or 'largest', got {self.face_policy!r}")
         _check(self.near_duplicate_policy in ("drop", "fail", "keep"),
@@ -176,6 +188,9 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
         (item_type, _ellipsis) = typing.get_args(annotation)
         _check(isinstance(value, (list, tuple)), f"{where} must be a list, got {value!r}")
         return tuple(_coerce(section, key, v, item_type) for v in value)
+    if annotation is bool:
+        _check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
+        return value
     if annotation is float:
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), f"{where} must be a number, got {value!r}")
         return float(value)

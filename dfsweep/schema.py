@@ -33,6 +33,8 @@ MANIFEST = pa.schema([
     ("split", pa.string()),  # train|val|test (source), adapt|test (target); "" when not sampled
     ("status", pa.string()),
     ("reason", pa.string()),
+    ("video_id", pa.string()),  # content hash of the video a frame comes from; "" for an image
+    ("frame_index", pa.int32()),  # the frame's index in its video; -1 for an image
 ])
 
 CROPS = pa.schema([
@@ -50,6 +52,8 @@ CROPS = pa.schema([
     ("n_faces", pa.int16()),  # faces MTCNN found above the probability threshold; one is kept (face_policy)
     ("phash", pa.int64()),  # 64-bit difference hash of the crop, for the near-duplicate leakage guard
     ("path", pa.string()),
+    ("video_id", pa.string()),
+    ("frame_index", pa.int32()),
 ])
 
 SCORES = pa.schema([

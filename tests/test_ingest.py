@@ -172,3 +172,16 @@ def test_config_refuses_unknown_policies():
         PrepareConfig(near_duplicate_policy="ignore")
     with pytest.raises(ConfigError, match="face_policy"):
         PrepareConfig(face_policy="first")
+
+
+def test_video_frame_crop(cropper, tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (512, 512))
+    for i in range(6):
+        writer.write(np.ascontiguousarray(np.roll(ASTRONAUT[:, :, ::-1], 4 * i, axis=1)))
+    writer.release()
+    row = cropper.crop_one(str(path), frame_index=5)
+    assert row["status"] == "ok" and row["face_prob"] > 0.99
+    assert cropper.crop_one(str(path), frame_index=60)["status"] == "unreadable"
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    assert cropper.crop_one(str(tmp_path / "junk.mp4"), frame_index=0)["status"] == "unreadable"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -102,3 +103,24 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(ray_session, demo_cop
     ok = [r["sample_id"] for r in manifest.to_pylist() if r["status"] == "ok"]
     assert sorted(crops) == sorted(ok) and len(crops) == len(set(crops))
     assert acc.balanced and manifest.num_rows == acc.inputs
+
+
+def test_video_frames_become_crops_with_their_video_id(ray_session, demo_copy, tmp_path):
+    from skimage import data as skdata
+
+    face = cv2.cvtColor(cv2.resize(skdata.astronaut(), (256, 256)), cv2.COLOR_RGB2BGR)
+    for cls, shade in (("real", 0), ("fake", 40)):
+        writer = cv2.VideoWriter(str(demo_copy / "target" / cls / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                                 (256, 256))
+        for i in range(9):
+            writer.write(np.clip(np.roll(face, 3 * i, axis=1).astype(int) - shade, 0, 255).astype(np.uint8))
+        writer.release()
+    run = schema.RunDir(tmp_path / "run")
+    acc = prepare(_cfg(demo_copy, video_frames=3), run, log=lambda *a: None)
+    assert acc.balanced
+    crops = pq.read_table(run.crops, columns=["sample_id", "video_id", "frame_index", "split", "path"]).to_pylist()
+    frames = [c for c in crops if c["video_id"]]
+    assert len(frames) == 6 and sorted({c["frame_index"] for c in frames}) == [0, 4, 8]
+    for video in {c["video_id"] for c in frames}:
+        assert len({c["split"] for c in frames if c["video_id"] == video}) == 1
+    assert all(c["frame_index"] == -1 for c in crops if not c["video_id"])

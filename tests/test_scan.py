@@ -96,7 +96,7 @@ def test_empty_class_is_a_clear_error(tmp_path):
     (tmp_path / "tgt" / "real").mkdir(parents=True)
     (tmp_path / "tgt" / "fake").mkdir(parents=True)
     (tmp_path / "tgt" / "real" / "a.txt").write_text("x")
-    with pytest.raises(DatasetError, match=r"real/ holds no image files"):
+    with pytest.raises(DatasetError, match=r"tgt/real \(real, layout generic\) holds no image or video files"):
         build_manifest(PrepareConfig(source=str(tmp_path / "src"), target=str(tmp_path / "tgt")))
 
 
@@ -108,7 +108,7 @@ def test_roots_must_be_given():
 def test_too_few_groups_for_the_splits_is_a_clear_error(tmp_path):
     _tree(tmp_path / "src", 4, n_groups=2)
     _tree(tmp_path / "tgt", 4, seed=1)
-    with pytest.raises(DatasetError, match="source train split would hold no samples"):
+    with pytest.raises(DatasetError, match=r"source (train|val|test) split would hold no samples \(2 groups"):
         build_manifest(PrepareConfig(source=str(tmp_path / "src"), target=str(tmp_path / "tgt")))
 
 
@@ -126,3 +126,99 @@ def test_crops_lacking_a_class_in_a_split_are_refused():
     rows[-1]["status"], rows[-1]["reason"] = "no_face", "MTCNN found no face"
     with pytest.raises(DatasetError, match=r"target/test \(1 real, 0 fake\)"):
         check_usable(pa.Table.from_pylist(rows, schema=schema.MANIFEST))
+
+
+def _kaggle_ciplab(root: Path, n: int) -> None:
+    rng = np.random.default_rng(2)
+    for base in (root / "real_and_fake_face", root / "real_and_fake_face_detection" / "real_and_fake_face"):
+        for cls in ("training_real", "training_fake"):
+            (base / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                cv2.imwrite(str(base / cls / f"{cls}_{i}.jpg"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+
+
+def _kaggle_manjil(root: Path, n: int, seed: int = 3) -> None:
+    rng = np.random.default_rng(seed)
+    for split in ("Train", "Validation", "Test"):
+        for cls in ("Real", "Fake"):
+            (root / "Dataset" / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                cv2.imwrite(str(root / "Dataset" / split / cls / f"{cls}_{i}.jpg"),
+                            rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+
+
+def test_kaggle_layouts_are_detected(tmp_path):
+    from dfsweep.data_pipeline.scan import scan_dataset
+
+    _kaggle_ciplab(tmp_path / "cip", 5)
+    _kaggle_manjil(tmp_path / "manjil", 4)
+    cip = scan_dataset(tmp_path / "cip", "cip", "source")
+    assert len(cip) == 10  # the shallow copy only: the nested duplicate folder is not read
+    assert all("/real_and_fake_face/training_" in r["path"] for r in cip)
+    assert {r["label"] for r in cip if "training_fake" in r["path"]} == {1}
+    manjil = scan_dataset(tmp_path / "manjil", "m", "target")
+    assert len(manjil) == 24 and all(r["split"] == "" for r in manjil)
+    assert {r["label"] for r in manjil if "/Fake/" in r["path"]} == {1}
+
+
+def test_forced_layout_that_does_not_fit_is_a_clear_error(tmp_path):
+    from dfsweep.data_pipeline.scan import scan_dataset
+
+    _kaggle_ciplab(tmp_path / "cip", 2)
+    with pytest.raises(DatasetError, match=r"matches no dataset layout: expected ROOT/Dataset/\{Train"):
+        scan_dataset(tmp_path / "cip", "cip", "source", layout="manjilkarki")
+    with pytest.raises(DatasetError, match="ciplab"):
+        scan_dataset(tmp_path / "cip" / "real_and_fake_face" / "training_real", "x", "source")
+
+
+def test_manjilkarki_own_split_can_be_kept_or_ignored(tmp_path):
+    _kaggle_manjil(tmp_path / "src", 10)
+    _kaggle_manjil(tmp_path / "tgt", 10, seed=4)
+    base = dict(source=str(tmp_path / "src"), target=str(tmp_path / "tgt"), source_per_class_cap=0,
+                target_per_class_cap=0)
+    kept = build_manifest(PrepareConfig(**base, keep_dataset_splits=True)).to_pylist()
+    for r in kept:
+        own = r["path"].split("/Dataset/")[1].split("/")[0]
+        want = {"Train": "train", "Validation": "val", "Test": "test"}[own]
+        if r["domain"] == "target":
+            want = "test" if want == "test" else "adapt"
+        assert r["split"] == want
+    ours = build_manifest(PrepareConfig(**base)).to_pylist()
+    assert {r["split"] for r in ours if r["domain"] == "source"} == {"train", "val", "test"}
+    assert any(r["split"] != k["split"] for r, k in zip(sorted(ours, key=lambda r: r["path"]),
+                                                        sorted(kept, key=lambda r: r["path"])))
+
+
+def _video(path: Path, n_frames: int, shade: int = 0) -> None:
+    from skimage import data as skdata
+
+    face = cv2.cvtColor(cv2.resize(skdata.astronaut(), (64, 64)), cv2.COLOR_RGB2BGR)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for i in range(n_frames):
+        writer.write(np.clip(np.roll(face, i, axis=1).astype(int) + shade, 0, 255).astype(np.uint8))
+    writer.release()
+
+
+def test_videos_are_sampled_to_evenly_spaced_frames_that_stay_together(tmp_path):
+    from dfsweep.data_pipeline.scan import frame_indices
+
+    assert frame_indices(30, 4) == [0, 10, 19, 29]
+    assert frame_indices(3, 8) == [0, 1, 2]
+    for root in ("src", "tgt"):
+        for cls in ("real", "fake"):
+            (tmp_path / root / cls).mkdir(parents=True)
+            for v in range(10):
+                _video(tmp_path / root / cls / f"v{v}.avi", 12 + v, shade=5 * v + 60 * (root == "tgt") + 120 * (cls == "fake"))
+    m = build_manifest(PrepareConfig(source=str(tmp_path / "src"), target=str(tmp_path / "tgt"), video_frames=3,
+                                     source_per_class_cap=0, target_per_class_cap=0)).to_pylist()
+    assert len(m) == 2 * 2 * 10 * 3
+    by_video: dict[str, list[dict]] = {}
+    for r in m:
+        by_video.setdefault(r["video_id"], []).append(r)
+    for rows in by_video.values():
+        assert len({r["split"] for r in rows}) == 1  # frames of one video never cross splits
+        cap = cv2.VideoCapture(rows[0]["path"])
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+        assert sorted(r["frame_index"] for r in rows) == frame_indices(n, 3) and len(rows) == 3
+    assert len({r["sample_id"] for r in m}) == len(m)

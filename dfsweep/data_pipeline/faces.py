@@ -26,6 +26,7 @@ FACE_POLICIES = ("most_confident", "largest")
 PART = pa.schema(list(schema.CROPS) + [pa.field("status", pa.string()), pa.field("reason", pa.string())])
 # What the actors hand back to the driver: only the small columns.
 OUTCOME_COLUMNS = ["sample_id", "status", "reason", "phash", "domain", "split", "label", "path"]
+INPUT_COLUMNS = ["sample_id", "dataset", "domain", "label", "split", "path", "video_id", "frame_index"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,21 @@ def decode_image(data: bytes, *, max_side_px: int = MAX_DETECT_SIDE_PX) -> tuple
     if img.dtype != np.uint8:  # defensive: IMREAD_COLOR already converts 16-bit to 8-bit
         img = (img / 257).astype(np.uint8)
     return img, factor
+
+
+def read_video_frame(path: str, index: int) -> np.ndarray:
+    """One frame of a video as BGR uint8, or BadImage."""
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise BadImage(schema.STATUS_UNREADABLE, "not a readable video (OpenCV could not open it)")
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        raise BadImage(schema.STATUS_UNREADABLE, f"frame {index} of the video could not be decoded")
+    return frame
 
 
 def dhash(bgr: np.ndarray) -> int:
@@ -155,7 +171,7 @@ def decode_png_rgb(data: bytes) -> np.ndarray:
 
 
 class FaceCropper:
-    """Ray Data actor: manifest rows (sample_id, path, dataset, domain, label, split) -> outcome rows.
+    """Ray Data actor: manifest rows (INPUT_COLUMNS) -> outcome rows.
 
     With `parts_dir`, every batch's full result (crops and rejects) is first written there as one Parquet part,
     atomically and named by the batch's sample ids, so an interrupted prepare resumes from the parts it has;
@@ -172,17 +188,22 @@ class FaceCropper:
         self.parts_dir = Path(parts_dir) if parts_dir else None
         self.mtcnn = load_mtcnn(min_face_px, device)
 
-    def crop_one(self, path: str) -> dict:
-        """Crop fields (image, height, width, box, face_prob, landmarks, n_faces, phash) plus status and reason."""
+    def crop_one(self, path: str, frame_index: int = -1) -> dict:
+        """Crop fields (image, height, width, box, face_prob, landmarks, n_faces, phash) plus status and reason.
+
+        `frame_index` >= 0 reads that frame of a video instead of an image file.
+        """
         blank = dict(image=b"", height=0, width=0, box=[0.0] * 4, face_prob=0.0, landmarks=[0.0] * 10, n_faces=0,
                      phash=0)
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
+            if frame_index >= 0:
+                bgr, factor = read_video_frame(path, frame_index), 1
+            else:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                bgr, factor = decode_image(data)
         except OSError as exc:
             return {**blank, "status": schema.STATUS_UNREADABLE, "reason": f"cannot read file: {exc.strerror or exc}"}
-        try:
-            bgr, factor = decode_image(data)
         except BadImage as exc:
             return {**blank, "status": exc.status, "reason": str(exc)}
         h, w = bgr.shape[0] * factor, bgr.shape[1] * factor
@@ -205,8 +226,8 @@ class FaceCropper:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = []
-        for row in batch.select(["sample_id", "dataset", "domain", "label", "split", "path"]).to_pylist():
-            rows.append({**row, **self.crop_one(row["path"])})
+        for row in batch.select(INPUT_COLUMNS).to_pylist():
+            rows.append({**row, **self.crop_one(row["path"], row["frame_index"])})
         table = pa.Table.from_pylist(rows, schema=PART)
         if self.parts_dir is not None:
             write_part(table, self.parts_dir)

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from dfsweep import schema
 from dfsweep.config import PrepareConfig
-from dfsweep.data_pipeline.faces import OUTCOME_COLUMNS, FaceCropper
+from dfsweep.data_pipeline.faces import INPUT_COLUMNS, OUTCOME_COLUMNS, FaceCropper
 from dfsweep.data_pipeline.leakage import find_near_duplicates
 from dfsweep.data_pipeline.scan import DatasetError, build_manifest
 
@@ -187,7 +187,7 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
     run.crops_done.unlink(missing_ok=True)
     _write_atomic(manifest, run.manifest)
     pending = manifest.filter(pc.equal(manifest.column("status"), schema.STATUS_PENDING))
-    pending = pending.select(["sample_id", "path", "dataset", "domain", "label", "split"])
+    pending = pending.select(INPUT_COLUMNS)
     parts_dir = run.root / "detections" / _settings_key(cfg)
     if force and parts_dir.exists():
         shutil.rmtree(parts_dir)

@@ -1,8 +1,10 @@
-"""Walk dataset roots into the manifest: one row per input file, with a content-hash id, a sample status and a split.
+"""Walk dataset roots into the manifest: one row per input file (per sampled frame of a video), with a
+content-hash id, a sample status and a split.
 
-A dataset root holds `real/` and `fake/` (any depth below them). An optional `groups.csv` at the root
-(columns `path,group`, paths relative to the root) names groups (identities, source videos) that must never
-cross splits; without it every file is its own group. Nothing here detects faces: rows to crop are `pending`.
+Where a root keeps its real and fake files is its layout (layouts.py: `real/` + `fake/`, or one of the paper's
+Kaggle sets). An optional `groups.csv` at the root (columns `path,group`, paths relative to the root) names
+groups (identities, source videos) that must never cross splits; without it every image is its own group and
+every video one group. Nothing here detects faces: rows to crop are `pending`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import pyarrow as pa
 
 from dfsweep import schema
 from dfsweep.config import PrepareConfig
+from dfsweep.data_pipeline.layouts import resolve_layout
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-CLASS_DIRS = {"real": 0, "fake": 1}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+LABELS = (0, 1)
 GROUPS_FILE = "groups.csv"
 
 
@@ -36,6 +40,8 @@ class _Row:
     group: str
     status: str
     reason: str
+    video_id: str = ""
+    frame_index: int = -1
 
 
 def _hash_bytes(data: bytes) -> str:
@@ -84,12 +90,37 @@ def _check_file(root: Path, path: Path) -> tuple[str, str] | None:
         return schema.STATUS_UNREADABLE, f"cannot read file: {exc.strerror or exc}"
     if not stat.S_ISREG(mode):
         return "not_a_file", "not a regular file (a pipe, socket or device): not read"
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        return "unsupported", f"not an image file suffix: {path.suffix or '(none)'}"
+    if path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        return "unsupported", f"not an image or video file suffix: {path.suffix or '(none)'}"
     return None
 
 
-def _walk_class(root: Path, class_dir: Path, label: int, groups: dict[str, str]) -> list[_Row]:
+def frame_indices(n_frames: int, n_wanted: int) -> list[int]:
+    """n_wanted evenly spaced frame indices of a video with n_frames frames (all of them when it is shorter)."""
+    if n_frames <= 0 or n_wanted <= 0:
+        return []
+    if n_frames <= n_wanted:
+        return list(range(n_frames))
+    return sorted({int(round(i * (n_frames - 1) / (n_wanted - 1))) for i in range(n_wanted)}) if n_wanted > 1 else [0]
+
+
+def _video_rows(path: Path, video_id: str, label: int, group: str, n_wanted: int) -> list[_Row]:
+    """One pending row per sampled frame; frames share the video's group, so they never cross splits."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    if n_frames <= 0:
+        return [_Row(video_id, str(path), label, video_id, schema.STATUS_UNREADABLE,
+                     "not a readable video (OpenCV found no frames)", video_id, -1)]
+    return [_Row(_hash_bytes(f"{video_id}:{i}".encode()), str(path), label, group, schema.STATUS_PENDING, "",
+                 video_id, i) for i in frame_indices(n_frames, n_wanted)]
+
+
+def _walk_class(root: Path, class_dir: Path, label: int, groups: dict[str, str], video_frames: int) -> list[_Row]:
     rows = []
     for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames.sort()
@@ -114,29 +145,52 @@ def _walk_class(root: Path, class_dir: Path, label: int, groups: dict[str, str])
             if refused is not None:
                 sid = _path_id(rel)
                 rows.append(_Row(sid, shown, label, sid, *refused))
-                continue
-            rows.append(_Row(sid, str(path), label, groups.get(rel, sid), schema.STATUS_PENDING, ""))
+            elif path.suffix.lower() in VIDEO_SUFFIXES:
+                rows += _video_rows(path, sid, label, groups.get(rel, sid), video_frames)
+            else:
+                rows.append(_Row(sid, str(path), label, groups.get(rel, sid), schema.STATUS_PENDING, ""))
     return rows
 
 
-def scan_dataset(root: str | Path, dataset: str, domain: str) -> list[dict]:
-    """Every file under root/real and root/fake as a manifest row (split still empty)."""
+def scan_dataset(root: str | Path, dataset: str, domain: str, *, layout: str = "auto", video_frames: int = 8,
+                 keep_dataset_splits: bool = False) -> list[dict]:
+    """Every file of the root's class folders as manifest rows (split empty unless the dataset's own is kept)."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} ({domain}) does not exist or is not a folder")
-    missing = [d for d in CLASS_DIRS if not (root / d).is_dir()]
-    if missing:
-        raise DatasetError(f"dataset root {root} ({domain}) has no {' or '.join(m + '/' for m in missing)} folder; "
-                           f"expected {root}/real/ and {root}/fake/")
+    name, folders = resolve_layout(root, layout)
+    if name is None:
+        missing = [d for d in ("real", "fake") if not (root / d).is_dir()]
+        if layout in ("auto", "generic") and len(missing) == 1:
+            raise DatasetError(f"dataset root {root} ({domain}) has no {missing[0]}/ folder; "
+                               f"expected {root}/real/ and {root}/fake/")
+        raise DatasetError(f"dataset root {root} ({domain}) matches no dataset layout: {folders}")
     groups = _read_groups(root)
     rows: list[dict] = []
-    for class_name, label in CLASS_DIRS.items():
-        class_rows = _walk_class(root, root / class_name, label, groups)
-        if not any(r.status == schema.STATUS_PENDING for r in class_rows):
-            raise DatasetError(f"{root}/{class_name}/ holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        rows += [dict(sample_id=r.sample_id, path=r.path, dataset=dataset, domain=domain, label=r.label, group=r.group,
-                      split="", status=r.status, reason=r.reason) for r in class_rows]
+    for label in LABELS:
+        class_rows = []
+        for folder in (f for f in folders if f.label == label):
+            for r in _walk_class(root, folder.path, label, groups, video_frames):
+                split = _own_split(folder.split, domain) if keep_dataset_splits else ""
+                class_rows.append(dict(sample_id=r.sample_id, path=r.path, dataset=dataset, domain=domain,
+                                       label=r.label, group=r.group, split=split, status=r.status, reason=r.reason,
+                                       video_id=r.video_id, frame_index=r.frame_index))
+        if not any(r["status"] == schema.STATUS_PENDING for r in class_rows):
+            where = ", ".join(str(f.path) for f in folders if f.label == label)
+            raise DatasetError(f"{where} ({'real' if label == 0 else 'fake'}, layout {name}) holds no image or video "
+                               f"files ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+        rows += class_rows
     return rows
+
+
+def _own_split(split: str, domain: str) -> str:
+    """The dataset's own split, mapped to ours: the source keeps train/val/test; the target tests on its test part
+    and adapts on the rest."""
+    if not split:
+        return ""
+    if domain == "source":
+        return split
+    return "test" if split == "test" else "adapt"
 
 
 def _mark_duplicates(rows: list[dict]) -> None:
@@ -152,11 +206,17 @@ def _mark_duplicates(rows: list[dict]) -> None:
             row["sample_id"] = "dup-" + _hash_bytes(row["path"].encode())
 
 
+def _clear_unsampled_splits(rows: list[dict]) -> None:
+    for r in rows:
+        if r["status"] != schema.STATUS_PENDING:
+            r["split"] = ""
+
+
 def _cap(rows: list[dict], cap: int, seed: int) -> None:
     """Keep `cap` pending rows per class, chosen by a seeded hash of the sample id (not by file order)."""
     if cap <= 0:
         return
-    for label in CLASS_DIRS.values():
+    for label in LABELS:
         pending = [r for r in rows if r["label"] == label and r["status"] == schema.STATUS_PENDING]
         pending.sort(key=lambda r: _unit_hash(seed, r["sample_id"]))
         for r in pending[cap:]:
@@ -165,39 +225,43 @@ def _cap(rows: list[dict], cap: int, seed: int) -> None:
 
 
 def _split(rows: list[dict], fractions: dict[str, float], seed: int) -> None:
-    """Assign whole groups to splits in seeded-hash order until each split holds its share of the samples.
-
-    The last split in `fractions` takes the rest. Groups never straddle splits.
+    """Assign whole groups to splits, stratified by label: groups are taken in seeded-hash order and each goes to
+    the split whose unmet per-label quota it fills most (ties: the earlier split). Groups never straddle splits.
     """
     pending = [r for r in rows if r["status"] == schema.STATUS_PENDING]
+    if pending and all(r["split"] for r in pending):
+        return  # the dataset's own split is kept
     by_group: dict[str, list[dict]] = {}
     for r in pending:
         by_group.setdefault(r["group"], []).append(r)
-    order = sorted(by_group, key=lambda g: _unit_hash(seed, g))
-    names = list(fractions)
-    wanted = {n: fractions[n] * len(pending) for n in names[:-1]}
-    filled = dict.fromkeys(names, 0)
-    current = 0
-    for g in order:
-        while current < len(names) - 1 and filled[names[current]] >= wanted[names[current]]:
-            current += 1
+    totals = {lab: sum(r["label"] == lab for r in pending) for lab in LABELS}
+    quota = {name: {lab: frac * totals[lab] for lab in LABELS} for name, frac in fractions.items()}
+    for g in sorted(by_group, key=lambda g: _unit_hash(seed, g)):
+        counts = {lab: sum(r["label"] == lab for r in by_group[g]) for lab in LABELS}
+        gain = {name: sum(min(counts[lab], max(quota[name][lab], 0.0)) for lab in LABELS) for name in fractions}
+        best = max(fractions, key=lambda name: (gain[name], -list(fractions).index(name)))
+        if gain[best] <= 0:  # every quota met (rounding): the split with the most room overall
+            best = max(fractions, key=lambda name: (sum(quota[name].values()), -list(fractions).index(name)))
         for r in by_group[g]:
-            r["split"] = names[current]
-        filled[names[current]] += len(by_group[g])
+            r["split"] = best
+        for lab in LABELS:
+            quota[best][lab] -= counts[lab]
 
 
 def build_manifest(cfg: PrepareConfig) -> pa.Table:
     """Scan both roots, drop exact duplicates, cap per class and split; every file is one row."""
     if not cfg.source or not cfg.target:
         raise DatasetError("both prepare.source and prepare.target must be set (dataset roots with real/ and fake/)")
-    source = scan_dataset(cfg.source, cfg.source_name, "source")
-    target = scan_dataset(cfg.target, cfg.target_name, "target")
+    common = dict(video_frames=cfg.video_frames, keep_dataset_splits=cfg.keep_dataset_splits)
+    source = scan_dataset(cfg.source, cfg.source_name, "source", layout=cfg.source_layout, **common)
+    target = scan_dataset(cfg.target, cfg.target_name, "target", layout=cfg.target_layout, **common)
     _mark_duplicates(source + target)
     _cap(source, cfg.source_per_class_cap, cfg.split_seed)
     _cap(target, cfg.target_per_class_cap, cfg.split_seed)
     _split(source, {"test": cfg.source_test_fraction, "val": cfg.source_val_fraction,
                     "train": 1 - cfg.source_test_fraction - cfg.source_val_fraction}, cfg.split_seed)
     _split(target, {"adapt": cfg.target_adapt_fraction, "test": 1 - cfg.target_adapt_fraction}, cfg.split_seed)
+    _clear_unsampled_splits(source + target)
     for domain, rows, names in (("source", source, ("train", "val", "test")), ("target", target, ("adapt", "test"))):
         for name in names:
             labels = {r["label"] for r in rows if r["split"] == name and r["status"] == schema.STATUS_PENDING}
