@@ -148,18 +148,33 @@ def run(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: O
 
 
 @app.command("report")
-def report_cmd(run_dir: Path = RunDirArg) -> None:
-    """Rebuild the report from RUN_DIR/scores alone (no Ray, no TensorFlow): rich tables and summary.json."""
-    from dfsweep.orchestrator.report import report
+def report_cmd(run_dir: Path = RunDirArg,
+               compare: Optional[Path] = typer.Option(
+                   None, "--compare", metavar="OTHER_RUN",
+                   help="Put OTHER_RUN (A) beside RUN_DIR (B): mean image-level AUC ± sd per arm and domain, and B − A "
+                        "(`dfsweep report --compare RUN_A RUN_B`). Writes compare.json instead of the report."),
+               out: Optional[Path] = typer.Option(None, "--out", dir_okay=False,
+                                                  help="Where --compare writes its JSON (default: ./compare.json).")) -> None:
+    """Rebuild the report from RUN_DIR/scores alone (no Ray, no TensorFlow): rich tables, summary.json, metrics.csv,
+    figures/ and a self-contained report.html."""
+    from dfsweep.orchestrator.report import COMPARE_JSON, REPORT_HTML, report
+    from dfsweep.orchestrator.report import compare as compare_runs
 
-    run_ = schema.RunDir(run_dir)
-    if not run_.scores.is_dir():
-        _fail(f"{run_.scores} does not exist: nothing to report (run `dfsweep run {run_dir}` first)")
+    runs = [schema.RunDir(run_dir)] + ([schema.RunDir(compare)] if compare is not None else [])
+    for r in runs:
+        if not r.scores.is_dir():
+            _fail(f"{r.scores} does not exist: nothing to report (run `dfsweep run {r.root}` first)")
+    if compare is not None:
+        path = out if out is not None else Path.cwd() / COMPARE_JSON
+        compare_runs(runs[1].root, runs[0].root, path, console)
+        console.print(f"comparison: {path}")
+        return
     try:
-        report(run_.root, None, console)
+        report(runs[0].root, None, console)
     except ConfigError as exc:
         _fail(str(exc))
-    console.print(f"summary: {run_.summary}")
+    console.print(f"summary: {runs[0].summary}")
+    console.print(f"report: {runs[0].root / REPORT_HTML}")
 
 
 def main() -> None:  # pragma: no cover - `python -m dfsweep.cli`

@@ -61,3 +61,47 @@ def test_a_run_dir_refuses_results_from_a_different_config(tmp_path):
     result = runner.invoke(app, ["run", str(run), "-c", str(tmp_path / "b.yaml"), "--dry-run"])
     assert result.exit_code == 2 and "train.input_size_px changed" in result.output
     assert runner.invoke(app, ["run", str(run), "--dry-run"]).exit_code == 0  # the saved config is reused
+
+
+def test_report_compare_puts_two_runs_side_by_side(tmp_path, monkeypatch):
+    import json
+
+    from dfsweep import schema
+    from test_report import SHIFT, _write_scores
+
+    a, b = schema.RunDir(tmp_path / "a"), schema.RunDir(tmp_path / "b")
+    _write_scores(a, SHIFT)
+    _write_scores(b, {**SHIFT, ("v2", "target"): 1.5})
+    out = tmp_path / "out" / "cmp.json"
+    out.parent.mkdir()
+    result = runner.invoke(app, ["report", "--compare", str(a.root), str(b.root), "--out", str(out)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    cmp = json.loads(out.read_text())
+    assert (cmp["a"], cmp["b"], cmp["metric"]) == (str(a.root), str(b.root), "image-level AUC")
+    assert len(cmp["rows"]) == 4 and all(r["diff"] == pytest.approx(r["b_auc_mean"] - r["a_auc_mean"]) for r in cmp["rows"])
+    (v2t,) = [r for r in cmp["rows"] if (r["arm"], r["domain"]) == ("v2/paper", "target")]
+    for fragment in ("image-level AUC", "Δ (B − A)", "v2/paper", f"{v2t['diff']:+.3f}", str(out)):
+        assert fragment in result.output, fragment
+    assert not (a.root / "summary.json").exists() and not (b.root / "report.html").exists()  # compares, reports nothing
+
+    monkeypatch.chdir(tmp_path)  # without --out: compare.json in the working directory
+    result = runner.invoke(app, ["report", str(b.root), "--compare", str(a.root)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "compare.json").read_text()) == cmp  # RUN_DIR is B, --compare names A
+
+    result = runner.invoke(app, ["report", "--compare", str(tmp_path / "nope"), str(b.root)])
+    assert result.exit_code == 2 and "nothing to report" in result.output
+
+
+def test_report_still_rebuilds_one_run_with_figures_and_html(tmp_path):
+    from dfsweep import schema
+    from test_report import SHIFT, _write_scores
+
+    r = schema.RunDir(tmp_path / "run")
+    _write_scores(r, SHIFT)
+    (r.root / "config.yaml").write_text("report:\n  bootstrap_samples: 200\n")
+    result = runner.invoke(app, ["report", str(r.root)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert r.summary.exists() and (r.root / "report.html").exists() and (r.root / "figures" / "roc.png").exists()
+    assert "report.html" in result.output

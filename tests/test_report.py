@@ -20,7 +20,9 @@ from dfsweep import schema
 from dfsweep.config import ReportConfig
 from dfsweep.orchestrator.collect import collect_scores
 from dfsweep.orchestrator import stats
-from dfsweep.orchestrator.report import METRICS_COLUMNS, _seed_for, build_summary, render, report, write_summary
+from dfsweep.orchestrator.report import (FIGURES_DIR, METRICS_COLUMNS, REPORT_HTML, _seed_for, build_summary,
+                                         compare_runs, confusion_data, render, report, write_summary)
+from dfsweep.orchestrator.report import roc_curve as report_roc_curve
 
 SEEDS = (1, 2, 3)
 
@@ -142,10 +144,12 @@ def test_render_draws_every_section(run):
 
 
 def test_stats_and_report_import_no_ray_tensorflow_or_torch():
-    code = ("import sys, dfsweep.orchestrator.report, dfsweep.orchestrator.stats, dfsweep.orchestrator.collect; "
-            "print(','.join(m for m in ('ray', 'tensorflow', 'torch', 'keras') if m in sys.modules))")
+    code = ("import sys, dfsweep.orchestrator.report, dfsweep.orchestrator.stats, dfsweep.orchestrator.collect, "
+            "dfsweep.orchestrator.plots, dfsweep.orchestrator.html_report, matplotlib; "
+            "print(','.join(m for m in ('ray', 'tensorflow', 'torch', 'keras', 'sklearn') if m in sys.modules), "
+            "matplotlib.get_backend().lower(), sep='|')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == ""
+    assert out == "|agg"
 
 
 SHIFT = {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("v1", "target"): 0.2, ("v2", "target"): 0.8}
@@ -410,3 +414,71 @@ def test_render_draws_the_new_sections(tmp_path):
                      "Per seed", "DeLong p", "not a p-value", "p Holm", "Wilcoxon", "hierarchical bootstrap",
                      "fewer than 6 pairs"):
         assert fragment in text, fragment
+
+
+def test_roc_curve_matches_sklearn_with_every_threshold(run):
+    _, truth = run
+    for key in (("v1-none-s1", "source"), ("v2-paper-s3", "target")):
+        y, s = truth[key]
+        fpr, tpr, thr = report_roc_curve(y, s)
+        ref_fpr, ref_tpr, ref_thr = roc_curve(y, s, drop_intermediate=False)
+        np.testing.assert_allclose(fpr, ref_fpr)
+        np.testing.assert_allclose(tpr, ref_tpr)
+        np.testing.assert_array_equal(thr[1:], ref_thr[1:])
+        assert thr[0] == np.inf
+    with pytest.raises(ValueError, match="both real and fake"):
+        report_roc_curve(np.ones(4, int), np.linspace(0, 1, 4))
+
+
+def test_confusion_data_sums_the_seeds_at_the_report_threshold(tmp_path):
+    r = schema.RunDir(tmp_path)
+    truth = _write_scores(r, SHIFT)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200, threshold=0.4))
+    cells = confusion_data(summary)
+    assert [(c["domain"], c["arm"]) for c in cells] == [(d, a) for d in ("source", "target") for a in ("v1/none", "v2/paper")]
+    for c in cells:
+        prefix = c["arm"].replace("/", "-")
+        ref = 0
+        for seed in SEEDS:
+            y, s = truth[f"{prefix}-s{seed}", c["domain"]]
+            ref = ref + confusion_matrix(y, (s >= 0.4).astype(int), labels=[0, 1])
+        assert [c[k] for k in ("tn", "fp", "fn", "tp")] == ref.ravel().tolist()
+        assert c["threshold"] == 0.4 and c["seeds"] == list(SEEDS)
+
+
+def test_report_writes_figures_and_a_self_contained_html(run):
+    from rich.console import Console
+
+    r, _ = run
+    report(r.root, ReportConfig(bootstrap_samples=200), Console(file=io.StringIO()))
+    names = sorted(p.name for p in (r.root / FIGURES_DIR).iterdir())
+    assert names == ["confusion.png", "errors_v1-none.png", "errors_v2-paper.png", "histograms.png", "roc.png"]
+    html = (r.root / REPORT_HTML).read_text()
+    assert html.count("data:image/png;base64,") == len(names) and "image-level AUC" in html
+
+
+def test_compare_runs_puts_two_runs_side_by_side(tmp_path):
+    a, b = schema.RunDir(tmp_path / "a"), schema.RunDir(tmp_path / "b")
+    _write_scores(a, SHIFT)
+    better = {**SHIFT, ("v2", "target"): 1.5}
+    _write_scores(b, better, arms=ARMS + (("v2", "robust"),), n=40)
+    cmp = compare_runs(a.root, b.root)
+    assert cmp["metric"] == "image-level AUC" and cmp["a"] == str(a.root) and cmp["b"] == str(b.root)
+    agg = {side: {(x["arm"], x["domain"]): x for x in build_summary(r.root, ReportConfig(bootstrap_samples=200))["aggregate"]}
+           for side, r in (("a", a), ("b", b))}
+    assert [(x["domain"], x["arm"]) for x in cmp["rows"]] == [
+        (d, arm) for d in ("source", "target") for arm in ("v1/none", "v2/paper", "v2/robust")]
+    for x in cmp["rows"]:
+        key = (x["arm"], x["domain"])
+        if x["arm"] == "v2/robust":
+            assert x["a_n_seeds"] == 0 and x["a_auc_mean"] is None and x["diff"] is None
+            assert x["b_auc_mean"] == pytest.approx(agg["b"][key]["auc_mean"])
+            continue
+        for side in ("a", "b"):
+            assert x[f"{side}_auc_mean"] == pytest.approx(agg[side][key]["auc_mean"])
+            assert x[f"{side}_auc_sd"] == pytest.approx(agg[side][key]["auc_sd"]) and x[f"{side}_seeds"] == list(SEEDS)
+        assert x["diff"] == pytest.approx(x["b_auc_mean"] - x["a_auc_mean"])
+    assert "v2/robust on source is only in run B" in cmp["warnings"]
+    assert any(w.startswith("target: the runs were scored on different test samples") for w in cmp["warnings"])
+    same = compare_runs(a.root, a.root)
+    assert same["warnings"] == [] and all(x["diff"] == 0 for x in same["rows"])

@@ -1,7 +1,8 @@
-"""The verdict, rebuilt from scores/ (and the manifest's counts) alone: summary.json, metrics.csv and a rich console report.
+"""The verdict, rebuilt from scores/ (and crops/ for thumbnails) alone: summary.json, metrics.csv, figures/, report.html
+and a rich console report.
 
-`build_summary` computes (through stats); `render` and the writers only draw. No Ray, TensorFlow or torch is
-imported here. Every AUC is image-level (one score per face crop) and says so: `auc_level` at the top of the
+`build_summary` and the `*_data` helpers compute (through stats); `render`, plots, html_report and the writers only
+draw. No Ray, TensorFlow or torch is imported here. Every AUC is image-level (one score per face crop) and says so: `auc_level` at the top of the
 summary, "image AUC" in the console.
 """
 
@@ -33,7 +34,11 @@ BASELINE_VARIANT = "v1"
 # Headline numbers are image-level AUCs on the test splits, clean (no perturbation).
 AUC_LEVEL = "image"
 AUC_LABEL = f"{AUC_LEVEL}-level AUC"
-# Beside summary.json in the run directory (schema.RunDir does not name it yet).
+# Beside summary.json in the run directory (schema.RunDir does not name them): run.root / FIGURES_DIR, run.root / REPORT_HTML.
+FIGURES_DIR = "figures"
+REPORT_HTML = "report.html"
+COMPARE_JSON = "compare.json"  # `dfsweep report --compare` writes it in the working directory unless --out says otherwise
+CONTACT_SHEET_K = 16  # highest-confidence errors shown per arm
 METRICS_COLUMNS = ("trial_id", "variant", "augmentation", "seed", "domain", "perturbation", "level", "auc_level", "n",
                    "n_real", "n_fake", "auc", "auc_ci_low", "auc_ci_high", "average_precision", "eer", "accuracy",
                    "precision", "recall", "f1", "tn", "fp", "fn", "tp")
@@ -371,17 +376,18 @@ def _timed(timings: dict[str, float] | None, step: str) -> Iterator[None]:
 
 
 def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
-                  timings: dict[str, float] | None = None) -> dict[str, Any]:
+                  timings: dict[str, float] | None = None, scores: pa.Table | None = None) -> dict[str, Any]:
     """Everything the report shows, as plain data; the same files give the same summary.
 
     `timings`, when given, receives the seconds each step took (kept out of the summary, which must not vary).
+    `scores`, when given, is the run's collect_scores table (so a caller that needs it too reads it once).
     """
     run = schema.RunDir(run_dir)
     run_cfg = _run_config(run)
     if cfg is None:
         cfg = config_from_dict({"report": run_cfg["report"]} if "report" in run_cfg else {}).report
     with _timed(timings, "load"):
-        data = _load(collect_scores(run.scores))
+        data = _load(collect_scores(run.scores) if scores is None else scores)
     with _timed(timings, "per_trial"):
         metrics = metric_rows(data, cfg)
         trials = per_trial(data, metrics)
@@ -426,6 +432,90 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
         warnings=warnings_for(trials, aggs, tests, seed_tests, cfg),
     )
 
+# Data behind the figures (plots.py draws these and computes nothing of its own).
+
+
+def roc_curve(y, s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) with every distinct score a threshold, from (0, 0) at threshold inf to (1, 1); a score
+    >= threshold is called fake. ValueError when a class is absent: the curve is undefined then."""
+    y, s = stats._check_binary(y, s)
+    if y.all() or not y.any():
+        raise ValueError("a ROC curve needs both real and fake samples")
+    return stats._roc(y, s)
+
+
+def _clean_test_groups(scores: pa.Table) -> list[tuple[dict[str, Any], str, _Group]]:
+    """(trial meta with its arm, domain, group) of every clean test group, ordered by domain, arm, seed, trial."""
+    clean = scores.filter(pc.and_(pc.equal(scores.column("split"), "test"),
+                                  pc.equal(scores.column("perturbation"), "none")))
+    data = _load(clean)
+    out = [(dict(data.trials[trial], trial_id=trial, arm=_arm(data.trials[trial]["variant"],
+                                                                data.trials[trial]["augmentation"])), domain, g)
+           for (trial, domain, _, _, _), g in data.groups.items()]
+    out.sort(key=lambda x: (x[1], x[0]["arm"], x[0]["seed"], x[0]["trial_id"]))
+    return out
+
+
+def roc_data(scores: pa.Table) -> list[dict[str, Any]]:
+    """One ROC per trial and domain (test split, clean), with its image-level AUC; groups lacking a class are left out."""
+    out = []
+    for meta, domain, g in _clean_test_groups(scores):
+        if g.label.all() or not g.label.any():
+            continue
+        fpr, tpr, thr = roc_curve(g.label, g.score)
+        out.append(dict(meta, domain=domain, fpr=fpr, tpr=tpr, thresholds=thr, auc=stats.auc(g.label, g.score),
+                        metric=AUC_LABEL))
+    return out
+
+
+def score_distributions(scores: pa.Table) -> list[dict[str, Any]]:
+    """Scores of real and of fake test samples (clean) per arm and domain, pooled over the arm's seeds."""
+    cells: dict[tuple[str, str], list[tuple[dict, _Group]]] = {}
+    for meta, domain, g in _clean_test_groups(scores):
+        cells.setdefault((meta["arm"], domain), []).append((meta, g))
+    out = []
+    for (arm, domain), sub in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        score = np.concatenate([g.score for _, g in sub])
+        label = np.concatenate([g.label for _, g in sub])
+        out.append(dict(arm=arm, domain=domain, seeds=sorted(m["seed"] for m, _ in sub), real=np.sort(score[label == 0]),
+                        fake=np.sort(score[label == 1])))
+    return out
+
+
+def confusion_data(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Confusion counts at the report threshold per arm and domain, summed over the arm's seeds (test split, clean)."""
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for t in summary["trials"]:
+        cells.setdefault((t["arm"], t["domain"]), []).append(t)
+    return [dict(arm=arm, domain=domain, threshold=summary["statistics"]["threshold"],
+                 seeds=sorted(t["seed"] for t in sub), **{k: int(sum(t[k] for t in sub)) for k in ("tn", "fp", "fn", "tp")})
+            for (arm, domain), sub in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+def arms_of(scores: pa.Table) -> list[str]:
+    """The run's arms (variant/augmentation), sorted."""
+    pairs = scores.select(["variant", "augmentation"]).group_by(["variant", "augmentation"]).aggregate([])
+    return sorted(_arm(v, a) for v, a in zip(pairs.column("variant").to_pylist(), pairs.column("augmentation").to_pylist()))
+
+
+def top_errors(scores: pa.Table, arm: str, *, k: int = CONTACT_SHEET_K, threshold: float = 0.5) -> list[dict[str, Any]]:
+    """The k misclassified test samples (clean; a score >= threshold is called fake) with the largest |score - label|,
+    pooled over the trials of one arm. A sample wrong in several seeds counts once, with its worst error (ties: the
+    first trial_id); ties between samples go to the smaller sample_id, so the list does not depend on row order."""
+    worst: dict[str, dict[str, Any]] = {}
+    for meta, domain, g in _clean_test_groups(scores):
+        if meta["arm"] != arm:
+            continue
+        wrong = np.flatnonzero((g.score >= threshold) != (g.label == 1))
+        err = np.abs(g.score - g.label)
+        for i in wrong:
+            sid, e = str(g.sample_id[i]), float(err[i])
+            cur = worst.get(sid)
+            if cur is None or (-e, meta["trial_id"]) < (-cur["error"], cur["trial_id"]):
+                worst[sid] = dict(sample_id=sid, trial_id=meta["trial_id"], seed=meta["seed"], domain=domain,
+                                  label=int(g.label[i]), score=float(g.score[i]), error=e)
+    return sorted(worst.values(), key=lambda r: (-r["error"], r["sample_id"]))[:k]
+
 
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
@@ -456,6 +546,13 @@ def write_metrics_csv(summary: dict[str, Any], path: str | Path) -> None:
         for row in _jsonable(summary["metrics"]):
             w.writerow({k: "" if row.get(k) is None else row[k] for k in METRICS_COLUMNS})
     tmp.replace(path)
+
+
+def verdict_text(p_holm: float | None, alpha: float) -> str:
+    """The verdict line of an across-seed test, from its Holm-adjusted p (the console and report.html say the same)."""
+    if p_holm is None or np.isnan(p_holm):
+        return "undefined (too few seeds or zero variance)"
+    return f"better at α={alpha}" if p_holm < alpha else f"not shown at α={alpha}"
 
 
 def _f(x: float | None, nd: int = 3) -> str:
@@ -542,8 +639,7 @@ def render(summary: dict[str, Any], console=None) -> None:
     alpha = st["alpha"]
     for r in summary["tests"]:
         ph = r.get("p_holm")
-        verdict = ("undefined (too few seeds or zero variance)" if ph is None or np.isnan(ph)
-                   else f"better at α={alpha}" if ph < alpha else f"not shown at α={alpha}")
+        verdict = verdict_text(ph, alpha)
         s.add_row(r["domain"], f"{r['candidate']} vs {r['baseline']}", str(r["n_pairs"]), _f(r["mean_diff"], 4),
                   _f(r["t"]), str(r["df"]), _f(r["p_value"], 4), _f(ph, 4), verdict)
     console.print(s)
@@ -574,11 +670,97 @@ def render(summary: dict[str, Any], console=None) -> None:
                             border_style="yellow", expand=False))
 
 
-def report(run_dir: str | Path, cfg: ReportConfig | None = None, console=None) -> dict[str, Any]:
-    """Build, write (summary.json, metrics.csv) and render the report of one run directory."""
-    summary = build_summary(run_dir, cfg)
+def report(run_dir: str | Path, cfg: ReportConfig | None = None, console=None, *,
+           timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Build, write (summary.json, metrics.csv, figures/*.png, report.html) and render the report of one run directory."""
+    # Imported here: matplotlib is only needed once there is something to draw.
+    from dfsweep.orchestrator.html_report import write_html
+    from dfsweep.orchestrator.plots import make_figures
+
     run = schema.RunDir(run_dir)
+    with _timed(timings, "read"):
+        scores = collect_scores(run.scores)
+    summary = build_summary(run_dir, cfg, timings=timings, scores=scores)
     write_summary(summary, run.summary)
     write_metrics_csv(summary, run.metrics_csv)
+    with _timed(timings, "figures"):
+        figures = make_figures(run.root, summary, scores)
+    with _timed(timings, "html"):
+        write_html(summary, figures, run.root / REPORT_HTML)
     render(summary, console)
     return summary
+
+
+# Two runs side by side: `dfsweep report RUN_B --compare RUN_A`.
+
+
+def _arm_aucs(run: schema.RunDir) -> tuple[dict[tuple[str, str], dict[int, float]], dict[str, str]]:
+    """Image-level AUC per (arm, domain) and seed on the clean test split, and a hash of each domain's test sample_ids."""
+    cells: dict[tuple[str, str], dict[int, float]] = {}
+    ids: dict[str, set[str]] = {}
+    for meta, domain, g in _clean_test_groups(collect_scores(run.scores)):
+        cells.setdefault((meta["arm"], domain), {})[meta["seed"]] = stats.auc(g.label, g.score)
+        ids.setdefault(domain, set()).update(g.sample_id.tolist())
+    return cells, {d: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest()[:16] for d, v in ids.items()}
+
+
+def compare_runs(a: str | Path, b: str | Path) -> dict[str, Any]:
+    """Mean ± sd (ddof=1) of the image-level AUC across seeds per arm and domain in run A and in run B, and B - A.
+
+    Computed from each run's scores/ (not its summary.json, which may be stale). The difference is of means, not a
+    test: the runs need not share seeds or samples, and a warning says when their test samples differ.
+    """
+    run_a, run_b = schema.RunDir(a), schema.RunDir(b)
+    (cells_a, ids_a), (cells_b, ids_b) = _arm_aucs(run_a), _arm_aucs(run_b)
+    rows, warns = [], []
+    for arm, domain in sorted(set(cells_a) | set(cells_b), key=lambda k: (k[1], k[0])):
+        row: dict[str, Any] = dict(arm=arm, domain=domain)
+        for side, cells in (("a", cells_a), ("b", cells_b)):
+            by_seed = cells.get((arm, domain), {})
+            ms = stats.mean_sd([by_seed[s] for s in sorted(by_seed)])
+            row.update({f"{side}_auc_mean": ms.mean if ms.n else None, f"{side}_auc_sd": ms.sd if ms.n else None,
+                        f"{side}_n_seeds": ms.n, f"{side}_seeds": sorted(by_seed)})
+        both = row["a_n_seeds"] and row["b_n_seeds"]
+        row["diff"] = row["b_auc_mean"] - row["a_auc_mean"] if both else None
+        if not both:
+            warns.append(f"{arm} on {domain} is only in run {'A' if row['a_n_seeds'] else 'B'}")
+        rows.append(row)
+    for domain in sorted(set(ids_a) & set(ids_b)):
+        if ids_a[domain] != ids_b[domain]:
+            warns.append(f"{domain}: the runs were scored on different test samples: the difference mixes models and data")
+    return dict(metric=AUC_LABEL, auc_level=AUC_LEVEL, a=str(run_a.root), b=str(run_b.root), split="test, clean",
+                difference="mean AUC of B - mean AUC of A (a difference of means across seeds, not a test)",
+                sd="sample standard deviation across seeds (ddof=1)", rows=rows, warnings=warns)
+
+
+def render_comparison(cmp: dict[str, Any], console=None) -> None:
+    """Draw compare_runs' result as one rich table; computes nothing."""
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    console = console or Console()
+
+    def cell(r: dict, side: str) -> str:
+        if not r[f"{side}_n_seeds"]:
+            return "—"
+        return f"{_f(r[f'{side}_auc_mean'])} ± {_f(r[f'{side}_auc_sd'])} ({r[f'{side}_n_seeds']} seeds)"
+
+    t = Table(title=f"{cmp['metric']}, {cmp['split']}: mean ± sd (ddof=1) across seeds", caption=f"A = {cmp['a']}\nB = {cmp['b']}")
+    for col in ("variant/augmentation", "domain", "A", "B", "Δ (B − A)"):
+        t.add_column(col, justify="left" if col in ("variant/augmentation", "domain") else "right")
+    for r in cmp["rows"]:
+        d = r["diff"]
+        t.add_row(r["arm"], r["domain"], cell(r, "a"), cell(r, "b"), "—" if d is None else f"{d:+.3f}")
+    console.print(t)
+    if cmp["warnings"]:
+        console.print(Panel("\n".join(f"• {w}" for w in cmp["warnings"]), title="comparison warnings",
+                            border_style="yellow", expand=False))
+
+
+def compare(a: str | Path, b: str | Path, out: str | Path, console=None) -> dict[str, Any]:
+    """compare_runs(a, b), written to `out` (JSON) and rendered."""
+    cmp = compare_runs(a, b)
+    write_summary(cmp, out)
+    render_comparison(cmp, console)
+    return cmp

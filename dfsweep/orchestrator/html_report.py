@@ -1,0 +1,162 @@
+"""report.html: the summary and the figures in one self-contained file (inline CSS, PNGs as data URIs, no scripts).
+
+It draws summary.json's content and computes nothing; every text goes through html.escape. No timestamp is written,
+so the same summary and figures give the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any, Iterable
+
+from dfsweep.orchestrator.plots import caption
+from dfsweep.orchestrator.report import _ci, _f, verdict_text
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1d2330;
+       margin: 24px auto; max-width: 1320px; padding: 0 16px; background: #fff; }
+h1 { font-size: 24px; margin: 0 0 6px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #d8dce3;
+     padding-bottom: 4px; }
+.meta { color: #4a5263; margin: 2px 0; }
+table { border-collapse: collapse; margin: 8px 0 4px; font-size: 12.5px; }
+th, td { border: 1px solid #d8dce3; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { background: #f1f3f7; } td.l, th.l { text-align: left; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+.caption { color: #5b6475; font-size: 12px; margin: 2px 0 10px; }
+.warn { background: #fff8e6; border: 1px solid #f0d48a; padding: 8px 14px; } .warn li { margin: 3px 0; }
+figure { margin: 18px 0; } figure img { max-width: 100%; border: 1px solid #e3e6eb; }
+figcaption { color: #4a5263; font-size: 12.5px; margin-top: 4px; }
+.better { color: #1b7a33; font-weight: 600; } .none { color: #6b7280; }
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[Any]], *, left: int = 1) -> str:
+    """A table whose first `left` columns are text (left-aligned) and the rest numbers."""
+    cls = lambda i: ' class="l"' if i < left else ""  # noqa: E731
+    head = "".join(f"<th{cls(i)}>{_e(h)}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_e(c)}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _p(text: str, cls: str = "caption") -> str:
+    return f'<p class="{cls}">{_e(text)}</p>'
+
+
+def _header(summary: dict[str, Any]) -> str:
+    cfg = summary.get("config") or {}
+    tr, sw = cfg.get("train", {}), cfg.get("sweep", {})
+    st, counts = summary["statistics"], summary.get("counts") or {}
+    lines = [f"run: {summary['run_dir']} · dfsweep {summary['dfsweep_version']}",
+             f"model: Xception {tr.get('input_size_px', '?')} px, pixel range {tr.get('pixel_range', '?')}, weights "
+             f"{Path(str(tr.get('weights', '?'))).name}; head {tr.get('head_epochs', '?')} epochs @ "
+             f"{tr.get('head_lr', '?')}, V2 fine-tune {tr.get('finetune_epochs', '?')} epochs @ {tr.get('finetune_lr', '?')}",
+             f"seeds: {sw.get('seeds', '?')} · every AUC is {summary['auc_level']}-level (one score per face crop), on "
+             "test splits, clean unless a perturbation is named",
+             f"statistics: {st['ci']}; {st['sd']}; {st['test']}; threshold {st['threshold']}, α = {st['alpha']}"]
+    if counts:
+        lines.append(f"inputs: {counts['inputs']} files; by status: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(counts["by_status"].items())))
+        lines.append("crops: " + ", ".join(f"{k} {v}" for k, v in counts["crops_by_domain_split_label"].items()))
+    return "<h1>dfsweep report</h1>" + "".join(_p(x, "meta") for x in lines)
+
+
+def _trials(summary: dict[str, Any]) -> str:
+    thr, auc = summary["statistics"]["threshold"], f"{summary['auc_level']}-level AUC"
+    rows = [(r["trial_id"], r["domain"], f"{r['n']} ({r['n_real']}/{r['n_fake']})", _f(r["auc"]),
+             _ci(r["auc_ci_low"], r["auc_ci_high"]), _f(r["average_precision"]), _f(r["eer"]), _f(r["accuracy"]),
+             _f(r["f1"]), f"{r['tn']} {r['fp']} {r['fn']} {r['tp']}",
+             _f(r["val_threshold"]) if r["val_threshold_reason"] is None else f"— ({r['val_threshold_reason']})",
+             _f(r["accuracy_at_val_threshold"]))
+            for r in summary["trials"]]
+    return ("<h2>Per trial (test split, clean)</h2>"
+            + _table(("trial", "domain", "n (real/fake)", auc, "CI", "AP", "EER", f"acc@{thr}", f"F1@{thr}",
+                      f"TN FP FN TP @{thr}", "val threshold", "acc@val threshold"), rows, left=2)
+            + _p(f"CI: {summary['statistics']['ci']}. {summary['statistics']['per_trial']}. "
+                 f"{summary['statistics']['val_threshold']}."))
+
+
+def _aggregate(summary: dict[str, Any]) -> str:
+    auc = f"{summary['auc_level']}-level AUC"
+    rows = [(r["arm"], r["domain"], f"{r['n_seeds']} {r['seeds']}", f"{_f(r['auc_mean'])} ± {_f(r['auc_sd'])}",
+             f"{_f(r['accuracy_mean'])} ± {_f(r['accuracy_sd'])}") for r in summary["aggregate"]]
+    return ("<h2>Across seeds: mean ± sd (ddof=1)</h2>"
+            + _table(("variant/augmentation", "domain", "seeds", auc, f"accuracy@{summary['statistics']['threshold']}"),
+                     rows, left=2))
+
+
+def _tests(summary: dict[str, Any]) -> str:
+    st, auc = summary["statistics"], f"{summary['auc_level']}-level AUC"
+    alpha = st["alpha"]
+    rows = [(r["domain"], f"{r['candidate']} vs {r['baseline']}", r["n_pairs"], _f(r["mean_diff"], 4), _f(r["t"]), r["df"],
+             _f(r["p_value"], 4), _f(r.get("p_holm"), 4), verdict_text(r.get("p_holm"), alpha)) for r in summary["tests"]]
+    out = (f"<h2>Is the candidate better than V1? (Δ {_e(auc)})</h2>"
+           + _table(("domain", "candidate vs baseline", "pairs", "mean Δ", "t", "df", "p (one-sided)", "p Holm",
+                     "verdict (Holm)"), rows, left=2)
+           + _p(f"{st['test']}. {st['across_seeds']}."))
+    rows = [(r["domain"], f"{r['candidate']} vs {r['baseline']}", _f(r["wilcoxon_statistic"], 1),
+             _f(r["wilcoxon_p"], 4) if r["wilcoxon_reason"] is None else f"not run: {r['wilcoxon_reason']}",
+             f"{_f(r['hier_mean_diff'], 4)} {_ci(r['hier_ci_low'], r['hier_ci_high'], 4)}") for r in summary["tests"]]
+    out += _table(("domain", "candidate vs baseline", "Wilcoxon W", "Wilcoxon p (one-sided)",
+                   "hierarchical bootstrap CI of mean Δ (seeds, then samples)"), rows, left=2)
+    if summary["per_seed_tests"]:
+        rows = [(r["domain"], r["seed"], f"{r['candidate']} vs {r['baseline']}", r["n_paired"], _f(r["diff"], 4),
+                 _f(r["delong_z"], 2), _f(r["delong_p"], 4), _ci(r["diff_ci_low"], r["diff_ci_high"], 4),
+                 _f(r["prob_positive"])) for r in summary["per_seed_tests"]]
+        out += ("<h2>Per seed: candidate vs V1 on the same samples (joined on sample_id)</h2>"
+                + _table(("domain", "seed", "candidate vs baseline", "paired n", f"Δ {auc}", "DeLong z",
+                          "DeLong p (one-sided)", "paired bootstrap CI of Δ", "P_boot(Δ>0)"), rows, left=3)
+                + _p(f"{st['per_seed']}. P_boot(Δ>0) is a bootstrap probability, not a p-value."))
+    return out
+
+
+def _robustness(summary: dict[str, Any]) -> str:
+    if not summary["robustness"]:
+        return "<h2>Robustness</h2>" + _p("no perturbed test rows in this run")
+    thr, auc = summary["statistics"]["threshold"], f"{summary['auc_level']}-level AUC"
+    rows = [(r["domain"], r["arm"], r["perturbation"], r["level"], r["n_seeds"],
+             f"{_f(r['auc_mean'])} {_ci(r['auc_band_low'], r['auc_band_high'])}",
+             f"{_f(r['accuracy_mean'])} {_ci(r['accuracy_band_low'], r['accuracy_band_high'])}")
+            for r in summary["robustness"]]
+    return (f"<h2>Robustness: {_e(auc)} and accuracy@{_e(thr)} against perturbation, mean across seeds [band]</h2>"
+            + _table(("domain", "variant/augmentation", "perturbation", "level", "seeds", auc, f"accuracy@{thr}"), rows,
+                     left=3)
+            + _p(summary["statistics"]["robustness"]))
+
+
+def _warnings(summary: dict[str, Any]) -> str:
+    if not summary["warnings"]:
+        return "<h2>Validity warnings</h2>" + _p("none")
+    return ('<h2>Validity warnings</h2><div class="warn"><ul>'
+            + "".join(f"<li>{_e(w)}</li>" for w in summary["warnings"]) + "</ul></div>")
+
+
+def _figures(paths: Iterable[str | Path]) -> str:
+    out = ["<h2>Figures</h2>"]
+    for p in map(Path, paths):
+        data = base64.b64encode(p.read_bytes()).decode("ascii")
+        out.append(f'<figure id="{_e(p.stem)}"><img alt="{_e(p.name)}" src="data:image/png;base64,{data}">'
+                   f"<figcaption><b>{_e(p.name)}</b>: {_e(caption(p))}</figcaption></figure>")
+    return "".join(out)
+
+
+def render_html(summary: dict[str, Any], figure_paths: Iterable[str | Path]) -> str:
+    body = "".join((_header(summary), _trials(summary), _aggregate(summary), _tests(summary), _robustness(summary),
+                    _warnings(summary), _figures(figure_paths)))
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>dfsweep report: {_e(Path(summary['run_dir']).name)}</title>"
+            f"<style>{CSS}</style></head><body>{body}</body></html>\n")
+
+
+def write_html(summary: dict[str, Any], figure_paths: Iterable[str | Path], path: str | Path) -> Path:
+    """Write report.html (one file, everything inline) and return its path."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render_html(summary, figure_paths), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,245 @@
+"""The report's figures and report.html: valid non-trivial PNGs, the right error thumbnails, the same bytes on rebuild,
+missing crops said rather than failed on, one self-contained HTML file that a browser renders."""
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from dfsweep import schema
+from dfsweep.config import ReportConfig
+from dfsweep.orchestrator import plots
+from dfsweep.orchestrator.collect import collect_scores
+from dfsweep.orchestrator.html_report import write_html
+from dfsweep.orchestrator.report import FIGURES_DIR, REPORT_HTML, build_summary, report, top_errors
+from test_report import SEEDS, SHIFT, _write_scores
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PERTURBATIONS = (("jpeg", 80), ("jpeg", 40), ("blur", 3), ("blur", 9))
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parents[1] / "scripts" / "screenshot_report.sh"
+THUMB_RGB = (30, 200, 60)  # every test thumbnail is this green, plus a per-sample mark in its top-left corner
+
+
+def _thumbnail(i: int) -> np.ndarray:
+    img = np.empty((36, 30, 3), np.uint8)
+    img[:] = THUMB_RGB
+    img[:4, :4] = (i % 256, (7 * i) % 256, 255 - i % 256)
+    return img
+
+
+def _png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _default(field: pa.Field):
+    if pa.types.is_fixed_size_list(field.type):
+        return [0.0] * field.type.list_size
+    if pa.types.is_string(field.type):
+        return ""
+    if pa.types.is_binary(field.type):
+        return b""
+    return 0
+
+
+def write_crops(run: schema.RunDir, n: int = 60, *, skip=(), files: int = 2) -> None:
+    """A crops/ folder like prepare writes: every test sample_id of _write_scores (f"{domain}{i}"), a green PNG each,
+    spread over `files` parquet parts, plus the _DONE marker; sample_ids in `skip` are left out."""
+    rows = [dict(sample_id=f"{d}{i}", dataset=d, domain=d, label=int(i < n // 2), split="test",
+                 image=_png(_thumbnail(i)), height=36, width=30,
+                 path=f"/data/{d}/{'fake' if i < n // 2 else 'real'}/img_{d}_{i:03d}.png")
+            for d in schema.DOMAINS for i in range(n) if f"{d}{i}" not in skip]
+    cols = {f.name: [r.get(f.name, _default(f)) for r in rows] for f in schema.CROPS}
+    table = schema.validate_table(pa.table(cols, schema=schema.CROPS), schema.CROPS, "crops")
+    run.crops.mkdir(parents=True, exist_ok=True)
+    step = -(-table.num_rows // files)
+    for k in range(files):
+        pq.write_table(table.slice(k * step, step), run.crops / f"part-{k}.parquet")
+    run.crops_done.write_text("")
+
+
+def _expected_top(truth, prefix: str, k: int, threshold: float) -> list[str]:
+    """The contact sheet by hand: wrong at the threshold, |score - label| largest first, each sample once (worst seed)."""
+    worst = {}
+    for seed in SEEDS:
+        for d in schema.DOMAINS:
+            y, s = truth[f"{prefix}-s{seed}", d]
+            for i in range(len(y)):
+                if (s[i] >= threshold) != (y[i] == 1):
+                    e = abs(s[i] - y[i])
+                    if f"{d}{i}" not in worst or e > worst[f"{d}{i}"]:
+                        worst[f"{d}{i}"] = e
+    return sorted(worst, key=lambda sid: (-worst[sid], sid))[:k]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One run with perturbed rows and crops, its summary and scores, and its figures."""
+    r = schema.RunDir(tmp_path_factory.mktemp("run"))
+    truth = _write_scores(r, SHIFT, val=True, perturbations=PERTURBATIONS)
+    write_crops(r)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    scores = collect_scores(r.scores)
+    return r, truth, summary, scores, plots.make_figures(r.root, summary, scores)
+
+
+def _image(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    img = mpimg.imread(io.BytesIO(data), format="png")
+    assert img.ndim == 3 and img.shape[2] in (3, 4) and min(img.shape[:2]) > 200, (path, img.shape)
+    return img[..., :3]
+
+
+def test_every_figure_is_a_nontrivial_png_under_figures(built):
+    r, _, _, _, paths = built
+    assert [p.name for p in paths] == ["roc.png", "histograms.png", "confusion.png", "robustness.png",
+                                       "errors_v1-none.png", "errors_v2-paper.png"]
+    for p in paths:
+        assert p.parent == r.root / FIGURES_DIR
+        img = _image(p)
+        rgb = (img * 255).round().astype(np.int64)
+        colours = np.unique(rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2])
+        assert len(colours) > 50 and img.std() > 0.05, p  # text, axes and data, not a single colour
+        assert (img.max(axis=2) - img.min(axis=2) > 0.3).sum() > 500, p  # coloured marks (curves, bars, cells, photos)
+
+
+def test_contact_sheet_shows_the_hand_computed_top_k(built):
+    r, truth, summary, scores, _ = built
+    for arm, prefix in (("v1/none", "v1-none"), ("v2/paper", "v2-paper")):
+        sheet = plots.plot_contact_sheet(r.root, summary, scores, arm)
+        assert list(sheet.sample_ids) == _expected_top(truth, prefix, 16, 0.5) and len(sheet.sample_ids) == 16
+        assert sheet.note is None and sheet.path.name == f"errors_{prefix}.png"
+    sheet = plots.plot_contact_sheet(r.root, summary, scores, "v1/none", k=5)
+    assert list(sheet.sample_ids) == _expected_top(truth, "v1-none", 5, 0.5)
+    moved = dict(summary, statistics=dict(summary["statistics"], threshold=0.3))
+    assert [e["sample_id"] for e in top_errors(scores, "v1/none", k=16, threshold=0.3)] == _expected_top(
+        truth, "v1-none", 16, 0.3)
+    assert list(plots.plot_contact_sheet(r.root, moved, scores, "v1/none").sample_ids) == _expected_top(
+        truth, "v1-none", 16, 0.3)
+    plots.plot_contact_sheet(r.root, summary, scores, "v1/none")  # leave the module's figure as make_figures wrote it
+
+
+def test_thumbnails_are_the_crops_of_those_samples(built):
+    r, _, summary, scores, _ = built
+    ids = list(plots.plot_contact_sheet(r.root, summary, scores, "v2/paper").sample_ids)
+    thumbs, note = plots.read_thumbnails(r.root, ids)
+    assert note is None and sorted(thumbs) == sorted(ids)  # only the rows asked for
+    for sid, (img, name) in thumbs.items():
+        d, i = re.fullmatch(r"(source|target)(\d+)", sid).groups()
+        np.testing.assert_array_equal((img * 255).round().astype(np.uint8), _thumbnail(int(i)))
+        assert name == f"img_{d}_{int(i):03d}.png"
+
+
+def _green_share(path: Path) -> float:
+    img = (_image(path) * 255).round()
+    return float((np.abs(img - THUMB_RGB).max(axis=2) <= 3).mean())
+
+
+def test_missing_crops_are_said_on_the_sheet_not_failed_on(built, tmp_path):
+    _, _, summary, scores, _ = built
+    bare = schema.RunDir(tmp_path / "bare")
+    shutil.copytree(built[0].scores, bare.scores)
+    sheet = plots.plot_contact_sheet(bare.root, summary, scores, "v1/none")
+    assert "no crops in" in sheet.note and "thumbnails unavailable" in sheet.note and len(sheet.sample_ids) == 16
+    assert _green_share(sheet.path) < 0.001  # placeholders, no photos
+    assert _green_share(built[0].root / FIGURES_DIR / "errors_v1-none.png") > 0.1  # the sheet with crops shows them
+
+    partial = schema.RunDir(tmp_path / "partial")
+    shutil.copytree(built[0].scores, partial.scores)
+    write_crops(partial, skip=set(sheet.sample_ids[:3]))
+    again = plots.plot_contact_sheet(partial.root, summary, scores, "v1/none")
+    assert again.sample_ids == sheet.sample_ids and again.note.startswith("3 of 16 crops not found")
+    _image(again.path)
+
+
+def test_figures_and_html_are_byte_identical_on_rebuild(tmp_path):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, SHIFT, perturbations=PERTURBATIONS[:2])
+    write_crops(r)
+    cfg = ReportConfig(bootstrap_samples=200)
+    report(r.root, cfg, Console(file=io.StringIO()))
+    first = {p.name: p.read_bytes() for p in sorted((r.root / FIGURES_DIR).iterdir())}
+    html = (r.root / REPORT_HTML).read_bytes()
+    report(r.root, cfg, Console(file=io.StringIO()))
+    assert {p.name: p.read_bytes() for p in sorted((r.root / FIGURES_DIR).iterdir())} == first
+    assert (r.root / REPORT_HTML).read_bytes() == html
+    assert all(b"Software" not in data and b"matplotlib" not in data for data in first.values())
+
+
+def test_robustness_figure_only_with_perturbed_rows_and_stale_figures_go(tmp_path):
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, SHIFT, perturbations=PERTURBATIONS[:1])
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    assert "robustness.png" in [p.name for p in plots.make_figures(r.root, summary, collect_scores(r.scores))]
+    shutil.rmtree(r.scores)
+    _write_scores(r, SHIFT)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    assert plots.plot_robustness(r.root, summary) is None
+    paths = plots.make_figures(r.root, summary, collect_scores(r.scores))
+    assert "robustness.png" not in [p.name for p in paths]
+    assert sorted(p.name for p in (r.root / FIGURES_DIR).iterdir()) == sorted(p.name for p in paths)
+
+
+_EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+def test_report_html_is_one_self_contained_file(built, tmp_path):
+    r, _, summary, _, paths = built
+    out = write_html(summary, paths, tmp_path / "report.html")
+    text = out.read_text()
+    assert not _EXTERNAL.search(text) and "http://" not in text and "https://" not in text
+    assert "<script" not in text.lower() and "<link" not in text.lower() and "data:image/png;base64," in text
+    for p in paths:
+        assert base64.b64encode(p.read_bytes()).decode() in text, p.name
+        assert f"<b>{p.name}</b>" in text
+    for fragment in ("dfsweep report", "Per trial (test split, clean)", "Across seeds: mean ± sd (ddof=1)",
+                     "image-level AUC", "<th>df</th>", "p Holm", "DeLong p (one-sided)", "paired bootstrap CI",
+                     "Robustness", "Validity warnings", "not a p-value", "v2/paper vs v1/none"):
+        assert fragment in text, fragment
+    assert re.search(r"\d{4}-\d{2}-\d{2}", text) is None  # no date stamped in
+
+
+def test_report_html_escapes_text(built, tmp_path):
+    _, _, summary, _, _ = built
+    hostile = dict(summary, warnings=["<script>alert('x')</script> & <b>bold</b>"])
+    text = write_html(hostile, [], tmp_path / "r.html").read_text()
+    assert "<script" not in text and "<b>bold</b>" not in text
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in text
+
+
+def test_report_writes_figures_and_html(built):
+    from rich.console import Console
+
+    r = built[0]
+    report(r.root, ReportConfig(bootstrap_samples=200), Console(file=io.StringIO()))
+    html = (r.root / REPORT_HTML).read_text()
+    for p in (r.root / FIGURES_DIR).iterdir():
+        assert base64.b64encode(p.read_bytes()).decode() in html
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (Debian: apt-get install -y chromium)")
+def test_report_html_renders_in_headless_chromium(built, tmp_path):
+    from rich.console import Console
+
+    r = built[0]
+    report(r.root, ReportConfig(bootstrap_samples=200), Console(file=io.StringIO()))
+    shot = tmp_path / "shot.png"
+    subprocess.run(["bash", str(SCREENSHOT), str(r.root), str(shot)], check=True, capture_output=True, timeout=180)
+    img = mpimg.imread(shot)[..., :3]
+    assert img.shape[:2] == (4000, 1400)
+    assert (img.min(axis=2) < 0.9).mean() > 0.02 and img.std() > 0.05  # not a blank page
+    assert (img.max(axis=2) - img.min(axis=2) > 0.3).sum() > 5000  # coloured figure pixels: the PNGs rendered
