@@ -53,11 +53,13 @@ def _refuse_changed_config(run: schema.RunDir, cfg: Config) -> None:
               "use a new run directory, or delete this one")
 
 
-def _resolve_config(run: schema.RunDir, config: Optional[Path], source: Optional[Path], target: Optional[Path]) -> Config:
-    """--config, else the run's saved config.yaml, else defaults; --source/--target override; saved back to the run."""
+def _resolve_config(run: schema.RunDir, config: Optional[Path], source: Optional[Path], target: Optional[Path],
+                    **prepare_overrides) -> Config:
+    """--config, else the run's saved config.yaml, else defaults; command-line options override; saved to the run."""
     try:
         cfg = load_config(config if config else (run.config if run.config.exists() else None))
-        cfg = with_overrides(cfg, "prepare", source=str(source) if source else None, target=str(target) if target else None)
+        cfg = with_overrides(cfg, "prepare", source=str(source) if source else None, target=str(target) if target else None,
+                             **prepare_overrides)
         cfg = _absolute_paths(cfg)
     except ConfigError as exc:
         _fail(str(exc))
@@ -80,6 +82,14 @@ RunDirArg = typer.Argument(..., help="Run directory: manifest, crops, scores, su
 ConfigOpt = typer.Option(None, "--config", "-c", help=CONFIG_HELP, exists=True, dir_okay=False)
 SourceOpt = typer.Option(None, help="Source dataset root (real/ and fake/ inside); overrides prepare.source.")
 TargetOpt = typer.Option(None, help="Target dataset root (real/ and fake/ inside); overrides prepare.target.")
+LayoutOpt = typer.Option(None, help="Force the layout of both roots: generic (real/ + fake/), ciplab or manjilkarki "
+                         "(the paper's Kaggle sets). Default: detected (prepare.source_layout/target_layout).")
+WorkersOpt = typer.Option(None, help="MTCNN actors for face cropping (prepare.face_workers).")
+GpusOpt = typer.Option(None, help="GPUs per MTCNN actor, e.g. 0.25 (prepare.gpus_per_face_worker); 0 = CPU.")
+
+
+def _prepare_overrides(layout: Optional[str], workers: Optional[int], gpus: Optional[float]) -> dict:
+    return dict(source_layout=layout, target_layout=layout, face_workers=workers, gpus_per_face_worker=gpus)
 
 
 @app.command("demo-data")
@@ -98,14 +108,15 @@ def demo_data(out: Path = typer.Argument(..., help="Folder to write OUT/{source,
 
 @app.command()
 def prepare(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
-            target: Optional[Path] = TargetOpt,
+            target: Optional[Path] = TargetOpt, layout: Optional[str] = LayoutOpt, workers: Optional[int] = WorkersOpt,
+            gpus_per_worker: Optional[float] = GpusOpt,
             force: bool = typer.Option(False, help="Redo face cropping even if the run's crops are complete.")) -> None:
     """Scan both datasets into manifest.parquet and crop faces with MTCNN on Ray Data into crops/*.parquet."""
     from dfsweep.data_pipeline.pipeline import prepare as run_prepare
     from dfsweep.data_pipeline.scan import DatasetError
 
     run = schema.RunDir(run_dir)
-    cfg = _resolve_config(run, config, source, target)
+    cfg = _resolve_config(run, config, source, target, **_prepare_overrides(layout, workers, gpus_per_worker))
     try:
         acc = run_prepare(cfg.prepare, run, force=force, log=console.print)
     except DatasetError as exc:
@@ -115,7 +126,8 @@ def prepare(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, sourc
 
 @app.command()
 def run(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
-        target: Optional[Path] = TargetOpt,
+        target: Optional[Path] = TargetOpt, layout: Optional[str] = LayoutOpt, workers: Optional[int] = WorkersOpt,
+        gpus_per_worker: Optional[float] = GpusOpt,
         address: Optional[str] = typer.Option(None, help="Ray cluster to attach to ('auto' on a cluster's head node; "
                                               "default: RAY_ADDRESS, else a local Ray)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned trials and exit.")) -> None:
@@ -127,11 +139,28 @@ def run(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: O
     from dfsweep.orchestrator.sweep import plan_trials, run_sweep
 
     run_ = schema.RunDir(run_dir)
-    cfg = _resolve_config(run_, config, source, target)
-    trials = plan_trials(cfg)
+    cfg = _resolve_config(run_, config, source, target, **_prepare_overrides(layout, workers, gpus_per_worker))
+    try:
+        trials = plan_trials(cfg)
+    except ValueError as exc:
+        _fail(str(exc))
     res = f"{cfg.sweep.cpus_per_trial:g} CPU, {cfg.sweep.gpus_per_trial:g} GPU per trial"
     console.print(f"{len(trials)} trials ({res}): " + ", ".join(t["trial_id"] for t in trials))
     if dry_run:
+        from rich.table import Table
+
+        from dfsweep.trainables.data import perturbation_levels
+
+        table = Table(title="planned trials")
+        for col in ("trial", "variant", "augmentation", "seed", "CPU", "GPU"):
+            table.add_column(col)
+        for t in trials:
+            table.add_row(t["trial_id"], t["variant"], t["augmentation"], str(t["seed"]), f"{cfg.sweep.cpus_per_trial:g}",
+                          f"{cfg.sweep.gpus_per_trial:g}")
+        console.print(table)
+        levels = ", ".join(f"{p} {lv}" for p, lv in perturbation_levels(cfg.train)) or "none"
+        console.print(f"degraded test sets (made once, scored by every trial): {levels}; frozen-backbone features "
+                      f"{'cached and shared' if cfg.sweep.share_work else 'recomputed by every trial'}")
         return
     ctx = ensure_ray(address)
     url = dashboard_url(ctx)

@@ -110,12 +110,23 @@ class TrainConfig:
     finetune_epochs: int = 3  # V2 only
     finetune_lr: float = 1e-5
     unfreeze_last_layers: int = 40
+    # BatchNormalization layers inside the unfrozen block stay in inference mode unless this is true.
+    train_batchnorm: bool = False
     # Share of each V2 fine-tuning batch drawn from the target `adapt` split (domain fine-tuning).
     adapt_share: float = 0.25
     flip_prob: float = 0.5
     brightness_prob: float = 0.3
     brightness_min: float = 0.85
     brightness_max: float = 1.15
+    # The `robust` preset adds JPEG re-compression and Gaussian blur at train time.
+    jpeg_prob: float = 0.3
+    jpeg_quality_min: int = 30
+    jpeg_quality_max: int = 95
+    blur_prob: float = 0.2
+    blur_kernels_px: tuple[int, ...] = (3, 5)
+    # Degraded test sets, made once per sweep and scored by every trial (empty list: none).
+    test_jpeg_qualities: tuple[int, ...] = (95, 80, 60, 40, 20)
+    test_blur_kernels_px: tuple[int, ...] = (3, 5, 9)
 
     def __post_init__(self) -> None:
         _check(self.input_size_px >= 71, f"train.input_size_px must be >= 71 (Xception's minimum), got {self.input_size_px}")
@@ -127,8 +138,14 @@ class TrainConfig:
         _check(0 <= self.adapt_share < 1, "train.adapt_share must be in [0, 1)")
         _check(self.unfreeze_last_layers >= 0, "train.unfreeze_last_layers must be >= 0")
         _check(0 < self.brightness_min <= self.brightness_max, "train.brightness_min must be > 0 and <= brightness_max")
-        for name in ("flip_prob", "brightness_prob"):
+        for name in ("flip_prob", "brightness_prob", "jpeg_prob", "blur_prob"):
             _check(0 <= getattr(self, name) <= 1, f"train.{name} must be in [0, 1]")
+        _check(1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100,
+               "train.jpeg_quality_min/max must satisfy 1 <= min <= max <= 100")
+        for name in ("blur_kernels_px", "test_blur_kernels_px"):
+            _check(all(k >= 1 and k % 2 == 1 for k in getattr(self, name)), f"train.{name} must hold odd sizes >= 1")
+        _check(len(self.blur_kernels_px) > 0, "train.blur_kernels_px must not be empty")
+        _check(all(1 <= q <= 100 for q in self.test_jpeg_qualities), "train.test_jpeg_qualities must be in [1, 100]")
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,12 @@ class SweepConfig:
 
     variants: tuple[str, ...] = ("v1", "v2")
     seeds: tuple[int, ...] = (42, 123, 7)
+    # Train-time augmentation presets (trainables/augment.py) swept for the variants that take one (V2);
+    # V1 runs once per seed whatever this holds.
+    augmentations: tuple[str, ...] = ("paper",)
+    # Share work between trials: the frozen-backbone feature cache and the degraded test sets made once per sweep.
+    # Off only to measure what sharing saves (bench/sweep.py --no-cache).
+    share_work: bool = True
     cpus_per_trial: float = 2.0
     gpus_per_trial: float = 0.0
     max_concurrent_trials: int = 0  # 0: as many as the resources allow
@@ -146,6 +169,8 @@ class SweepConfig:
         _check(len(self.variants) > 0, "sweep.variants must not be empty")
         _check(len(self.seeds) > 0, "sweep.seeds must not be empty")
         _check(len(set(self.seeds)) == len(self.seeds), f"sweep.seeds has duplicates: {list(self.seeds)}")
+        _check(len(self.augmentations) > 0 and len(set(self.augmentations)) == len(self.augmentations),
+               "sweep.augmentations must be a non-empty list without duplicates")
         _check(self.cpus_per_trial > 0, "sweep.cpus_per_trial must be > 0")
         _check(self.gpus_per_trial >= 0, "sweep.gpus_per_trial must be >= 0")
 

@@ -122,6 +122,7 @@ class RunDir:
         self.scores = self.root / "scores"
         self.models = self.root / "models"
         self.tune = self.root / "tune"
+        self.features = self.root / "features"  # frozen-backbone embedding cache shared by V1 trials
         self.summary = self.root / "summary.json"
         self.metrics_csv = self.root / "metrics.csv"
 

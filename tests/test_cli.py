@@ -105,3 +105,15 @@ def test_report_still_rebuilds_one_run_with_figures_and_html(tmp_path):
     assert result.exit_code == 0, result.output
     assert r.summary.exists() and (r.root / "report.html").exists() and (r.root / "figures" / "roc.png").exists()
     assert "report.html" in result.output
+
+
+def test_dry_run_sweeps_augmentations_for_v2_only(tmp_path):
+    (tmp_path / "c.yaml").write_text("sweep:\n  seeds: [1, 2]\n  augmentations: [paper, robust]\n")
+    result = runner.invoke(app, ["run", str(tmp_path / "run"), "-c", str(tmp_path / "c.yaml"), "--dry-run"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "6 trials" in result.output and "v2-robust-s2" in result.output
+    assert result.output.count("v1-none-s1") == 2  # once in the summary line, once in the table: V1 is not gridded
+    (tmp_path / "bad.yaml").write_text("sweep:\n  augmentations: [heavy]\n")
+    bad = runner.invoke(app, ["run", str(tmp_path / "run2"), "-c", str(tmp_path / "bad.yaml"), "--dry-run"])
+    assert bad.exit_code == 2 and "unknown augmentation 'heavy'" in bad.output

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -28,7 +29,7 @@ def flow(tmp_path_factory, tiny_demo, weights_file, ray_session):
         "prepare": {"source": str(demo / "source"), "target": str(demo / "target"), "crop_size_px": 80,
                     "min_face_px": 40, "face_workers": 2},
         "train": {"input_size_px": 71, "weights": str(weights_file), "head_epochs": 2, "finetune_epochs": 1,
-                  "batch_size": 8},
+                  "batch_size": 8, "test_jpeg_qualities": [40], "test_blur_kernels_px": [5]},
         "sweep": {"seeds": [5], "cpus_per_trial": 1},
         "report": {"bootstrap_samples": 200},
     }
@@ -76,11 +77,17 @@ def test_sweep_writes_one_score_file_per_trial(flow):
     crops = pq.read_table(run.crops, columns=["sample_id", "domain", "split"]).to_pylist()
     expected = sorted(r["sample_id"] for r in crops if (r["domain"], r["split"]) in
                       {("source", "val"), ("source", "test"), ("target", "test")})
+    test_ids = sorted(r["sample_id"] for r in crops if r["split"] == "test")
     for t in tables.values():
-        assert sorted(t.column("sample_id").to_pylist()) == expected  # V1 and V2 pair on the same samples
+        clean = t.filter(pc.equal(t.column("perturbation"), "none"))
+        assert sorted(clean.column("sample_id").to_pylist()) == expected  # V1 and V2 pair on the same samples
+        for pert, level in (("jpeg", 40), ("blur", 5)):
+            sub = t.filter(pc.and_(pc.equal(t.column("perturbation"), pert), pc.equal(t.column("level"), level)))
+            assert sorted(sub.column("sample_id").to_pylist()) == test_ids  # every test sample, degraded
         s = t.column("score").to_numpy()
         assert np.all((s >= 0) & (s <= 1))
         assert set(t.column("split").to_pylist()) == {"val", "test"} and "adapt" not in t.column("split").to_pylist()
+    assert len(list(run.root.glob("degraded/*/*.parquet"))) == 2  # made once by the sweep, shared by both trials
 
 
 def test_trials_report_per_epoch_metrics_to_tune(flow):
@@ -128,5 +135,8 @@ def test_same_seed_gives_the_same_scores_on_cpu(flow, tmp_path):
     again = run_trial(spec, str(copy), cfg.train, cpus=1)
     original = pq.read_table(run.score_file("v1-none-s5")).sort_by([("split", "ascending"), ("sample_id", "ascending")])
     again = again.sort_by([("split", "ascending"), ("sample_id", "ascending")])
+    keys = [("perturbation", "ascending"), ("level", "ascending"), ("domain", "ascending"), ("split", "ascending"),
+            ("sample_id", "ascending")]
+    original, again = original.sort_by(keys), again.sort_by(keys)
     assert again.column("sample_id").equals(original.column("sample_id"))
     np.testing.assert_array_equal(again.column("score").to_numpy(), original.column("score").to_numpy())

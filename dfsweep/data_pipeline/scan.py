@@ -225,8 +225,11 @@ def _cap(rows: list[dict], cap: int, seed: int) -> None:
 
 
 def _split(rows: list[dict], fractions: dict[str, float], seed: int) -> None:
-    """Assign whole groups to splits, stratified by label: groups are taken in seeded-hash order and each goes to
-    the split whose unmet per-label quota it fills most (ties: the earlier split). Groups never straddle splits.
+    """Assign whole groups to splits, stratified by label; groups never straddle splits.
+
+    Groups are taken in seeded-hash order. First every split is seeded with groups until it holds both labels
+    (a group holding both is preferred), then each remaining group goes to the split whose unmet per-label quota
+    it fills most (ties: the earlier split; no quota left: the split with the most room).
     """
     pending = [r for r in rows if r["status"] == schema.STATUS_PENDING]
     if pending and all(r["split"] for r in pending):
@@ -236,16 +239,32 @@ def _split(rows: list[dict], fractions: dict[str, float], seed: int) -> None:
         by_group.setdefault(r["group"], []).append(r)
     totals = {lab: sum(r["label"] == lab for r in pending) for lab in LABELS}
     quota = {name: {lab: frac * totals[lab] for lab in LABELS} for name, frac in fractions.items()}
-    for g in sorted(by_group, key=lambda g: _unit_hash(seed, g)):
-        counts = {lab: sum(r["label"] == lab for r in by_group[g]) for lab in LABELS}
-        gain = {name: sum(min(counts[lab], max(quota[name][lab], 0.0)) for lab in LABELS) for name in fractions}
-        best = max(fractions, key=lambda name: (gain[name], -list(fractions).index(name)))
-        if gain[best] <= 0:  # every quota met (rounding): the split with the most room overall
-            best = max(fractions, key=lambda name: (sum(quota[name].values()), -list(fractions).index(name)))
+    counts = {g: {lab: sum(r["label"] == lab for r in members) for lab in LABELS} for g, members in by_group.items()}
+    order = sorted(by_group, key=lambda g: _unit_hash(seed, g))
+    names = list(fractions)
+
+    def assign(g: str, name: str) -> None:
         for r in by_group[g]:
-            r["split"] = best
+            r["split"] = name
         for lab in LABELS:
-            quota[best][lab] -= counts[lab]
+            quota[name][lab] -= counts[g][lab]
+        order.remove(g)
+
+    for name in names:
+        have: set[int] = set()
+        while have != set(LABELS):
+            fits = [g for g in order if any(counts[g][lab] for lab in set(LABELS) - have)]
+            if not fits:
+                break  # not enough groups: build_manifest reports the empty split
+            g = max(fits, key=lambda g: sum(1 for lab in set(LABELS) - have if counts[g][lab]))
+            have |= {lab for lab in LABELS if counts[g][lab]}
+            assign(g, name)
+    for g in list(order):
+        gain = {name: sum(min(counts[g][lab], max(quota[name][lab], 0.0)) for lab in LABELS) for name in names}
+        best = max(names, key=lambda name: (gain[name], -names.index(name)))
+        if gain[best] <= 0:
+            best = max(names, key=lambda name: (sum(quota[name].values()), -names.index(name)))
+        assign(g, best)
 
 
 def build_manifest(cfg: PrepareConfig) -> pa.Table:

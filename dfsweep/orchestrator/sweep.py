@@ -1,7 +1,8 @@
 """Plan the trials of a sweep and run them with Ray Tune, one trial per (variant, augmentation, seed).
 
-A trial whose score file already exists is not run again, so an interrupted `dfsweep run` resumed on the same
-run directory finishes only what is missing and never duplicates a trial's scores.
+V1 has no augmentation axis: it runs once per seed, not once per grid point. Work that every trial shares (the
+degraded test sets) is done here, once, before any trial starts. A trial whose score file exists is not run
+again, so a resumed `dfsweep run` finishes only what is missing and never duplicates a trial's scores.
 """
 
 from __future__ import annotations
@@ -13,12 +14,21 @@ from dfsweep.trainables.train import get_variant, trial_id
 
 def plan_trials(cfg: Config) -> list[dict]:
     """Every trial of the sweep, seeds outermost so that partial results are balanced across variants."""
+    from dfsweep.trainables.augment import get_preset
+
+    for aug in cfg.sweep.augmentations:
+        get_preset(aug)  # an unknown preset fails here, before anything runs
     trials = []
     for seed in cfg.sweep.seeds:
         for name in cfg.sweep.variants:
-            aug = get_variant(name).augmentation
-            trials.append(dict(trial_id=trial_id(name, aug, seed), variant=name, augmentation=aug, seed=int(seed)))
+            augs = cfg.sweep.augmentations if get_variant(name).augmentation_axis else ("none",)
+            for aug in augs:
+                trials.append(dict(trial_id=trial_id(name, aug, seed), variant=name, augmentation=aug, seed=int(seed)))
     return trials
+
+
+def trial_resources(cfg: Config) -> dict:
+    return {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
 
 
 def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
@@ -26,6 +36,7 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
     from ray import tune
 
     from dfsweep.cluster import ensure_ray
+    from dfsweep.trainables.data import build_degraded_sets
     from dfsweep.trainables.train import tune_trainable
 
     planned = plan_trials(cfg)
@@ -34,11 +45,13 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
         log(f"all {len(planned)} trials already have scores in {run.scores}")
         return []
     log(f"{len(todo)} of {len(planned)} trials to run: {', '.join(t['trial_id'] for t in todo)}")
+    # Shared: made once here; not shared: each trial makes its own (only to measure what sharing saves).
+    degraded = [str(p) for p in build_degraded_sets(run, cfg.train, log=log)] if cfg.sweep.share_work else None
     ensure_ray()
-    resources = {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
     trainable = tune.with_resources(
-        tune.with_parameters(tune_trainable, run_dir=str(run.root), train_cfg=cfg.train, cpus=cfg.sweep.cpus_per_trial),
-        resources)
+        tune.with_parameters(tune_trainable, run_dir=str(run.root), train_cfg=cfg.train, cpus=cfg.sweep.cpus_per_trial,
+                             feature_cache=cfg.sweep.share_work, degraded=degraded, private_degraded=not cfg.sweep.share_work),
+        trial_resources(cfg))
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(todo)},
@@ -51,6 +64,7 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
             name="sweep",
             storage_path=str(run.tune),  # must be absolute (a relative one fails in pyarrow)
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the last epoch is all a restart needs
             verbose=1,
         ),
     )

@@ -1,14 +1,38 @@
-"""Train-time augmentation on RGB float arrays in [0, 255]: each transform applies with its own probability.
+"""Image transforms: train-time augmentation presets and the test-time perturbations of the robustness sets.
 
-Augmentation presets are named here; a trial's `augmentation` is one of these names and is recorded in its scores.
+Train-time transforms work on RGB float batches in [0, 255], each image hit with its transform's probability.
+A preset (PRESETS) is a named chain of them; a trial's `augmentation` is a preset name, recorded in its scores.
+A perturbation (PERTURBATIONS) degrades one RGB uint8 image at a level (JPEG quality, blur kernel size); the
+degraded test sets are made once per sweep from them. Adding either is one function and one registry entry here.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from dfsweep.config import TrainConfig
 
+
+# --- test-time perturbations: (RGB uint8 image, level) -> RGB uint8 image -----------------------------------------
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """Re-compress as JPEG at `quality` (1-100) and decode again."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+def blur(img: np.ndarray, kernel_px: int) -> np.ndarray:
+    """Gaussian blur with an odd kernel of `kernel_px` pixels (sigma from the kernel size, as OpenCV derives it)."""
+    if kernel_px % 2 == 0 or kernel_px < 1:
+        raise ValueError(f"blur kernel must be a positive odd number of pixels, got {kernel_px}")
+    return cv2.GaussianBlur(img, (kernel_px, kernel_px), 0)
+
+
+PERTURBATIONS = {"jpeg": jpeg, "blur": blur}
+
+
+# --- train-time transforms on float batches -------------------------------------------------------------------------
 
 def hflip(batch: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
     """Flip each image left-right with probability p."""
@@ -25,6 +49,22 @@ def brightness(batch: np.ndarray, rng: np.random.Generator, p: float, low: float
     return np.clip(batch * factor[:, None, None, None], 0, 255)
 
 
+def random_jpeg(batch: np.ndarray, rng: np.random.Generator, p: float, q_min: int, q_max: int) -> np.ndarray:
+    """Re-compress each image with probability p at a quality drawn uniformly from [q_min, q_max]."""
+    out = batch.copy()
+    for i in np.flatnonzero(rng.random(len(batch)) < p):
+        out[i] = jpeg(np.clip(batch[i], 0, 255).astype(np.uint8), int(rng.integers(q_min, q_max + 1)))
+    return out
+
+
+def random_blur(batch: np.ndarray, rng: np.random.Generator, p: float, kernels: tuple[int, ...]) -> np.ndarray:
+    """Blur each image with probability p with a kernel drawn from `kernels`."""
+    out = batch.copy()
+    for i in np.flatnonzero(rng.random(len(batch)) < p):
+        out[i] = blur(batch[i], int(rng.choice(kernels)))
+    return out
+
+
 def _none(batch: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
     return batch
 
@@ -34,8 +74,14 @@ def _paper(batch: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.
     return brightness(batch, rng, cfg.brightness_prob, cfg.brightness_min, cfg.brightness_max)
 
 
-# name -> fn(batch, rng, train_cfg); the paper's V2 uses flip + brightness.
-PRESETS = {"none": _none, "paper": _paper}
+def _robust(batch: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
+    batch = _paper(batch, rng, cfg)
+    batch = random_jpeg(batch, rng, cfg.jpeg_prob, cfg.jpeg_quality_min, cfg.jpeg_quality_max)
+    return random_blur(batch, rng, cfg.blur_prob, cfg.blur_kernels_px)
+
+
+# name -> fn(batch, rng, train_cfg). paper: the paper's V2 (flip + brightness); robust: + JPEG + blur.
+PRESETS = {"none": _none, "paper": _paper, "robust": _robust}
 
 
 def get_preset(name: str):

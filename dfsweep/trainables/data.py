@@ -90,3 +90,75 @@ def mixed_epoch(train: SplitData, adapt: SplitData | None, batch_size: int, adap
         xs.append(np.concatenate(xb))
         ys.append(np.concatenate(yb))
     return np.concatenate(xs), np.concatenate(ys).astype(np.float32)
+
+
+# --- degraded test sets: made once per sweep, read by every trial --------------------------------------------------
+
+TEST_SETS = (("source", "test"), ("target", "test"))
+
+
+def perturbation_levels(train_cfg) -> list[tuple[str, int]]:
+    """(perturbation, level) pairs of the robustness sets, in the config's order."""
+    return ([("jpeg", int(q)) for q in train_cfg.test_jpeg_qualities]
+            + [("blur", int(k)) for k in train_cfg.test_blur_kernels_px])
+
+
+def degraded_dir(run, train_cfg) -> "Path":
+    """Where the degraded sets of this run live; keyed by the crops they come from and the input size."""
+    import hashlib
+
+    crops_key = run.crops_done.read_text().strip() if run.crops_done.exists() else "none"
+    key = hashlib.sha256(f"{crops_key}:{train_cfg.input_size_px}".encode()).hexdigest()[:12]
+    return run.root / "degraded" / key
+
+
+def build_degraded_sets(run, train_cfg, log=print, out=None) -> list["Path"]:
+    """Write one Parquet file per (perturbation, level) of the test crops, resized to the input size first.
+
+    Already-written files are kept (atomic writes, so a file that exists is whole): the sets are made once per
+    sweep, shared by every trial, and not remade when the sweep is resumed.
+    """
+    import pyarrow.parquet as pq
+
+    from dfsweep.data_pipeline.faces import encode_png
+    from dfsweep.data_pipeline.pipeline import read_crops
+    from dfsweep.trainables.augment import PERTURBATIONS
+
+    levels = perturbation_levels(train_cfg)
+    out = out or degraded_dir(run, train_cfg)
+    todo = [(p, lv) for p, lv in levels if not (out / f"{p}-{lv}.parquet").exists()]
+    if not todo:
+        return [out / f"{p}-{lv}.parquet" for p, lv in levels]
+    crops = read_crops(run)
+    out.mkdir(parents=True, exist_ok=True)
+    size = train_cfg.input_size_px
+    clean = {key: load_split(crops, *key, size) for key in TEST_SETS}
+    for pert, level in todo:
+        fn = PERTURBATIONS[pert]
+        parts = []
+        for (domain, split), d in clean.items():
+            images = [encode_png(np.ascontiguousarray(fn(x.astype(np.uint8), level)[:, :, ::-1])) for x in d.x]
+            parts.append(pa.table({"sample_id": d.sample_id.tolist(), "dataset": d.dataset.tolist(),
+                                   "domain": [domain] * len(d), "split": [split] * len(d), "label": d.y.tolist(),
+                                   "image": pa.array(images, pa.binary()), "perturbation": [pert] * len(d),
+                                   "level": pa.array([level] * len(d), pa.int32())}))
+        path = out / f"{pert}-{level}.parquet"
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(pa.concat_tables(parts), tmp)
+        tmp.replace(path)
+    log(f"degraded test sets: {len(todo)} made, {len(levels) - len(todo)} reused, in {out}")
+    return [out / f"{p}-{lv}.parquet" for p, lv in levels]
+
+
+def load_degraded(path, domain: str, size_px: int) -> SplitData:
+    """One degraded set of one domain, as SplitData (split 'test'), sorted by sample_id."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    table = table.filter(pc.equal(table.column("domain"), domain)).sort_by("sample_id")
+    x = np.empty((table.num_rows, size_px, size_px, 3), np.float32)
+    for i, png in enumerate(table.column("image").to_pylist()):
+        x[i] = decode_png_rgb(png)
+    return SplitData(domain=domain, split="test", x=x, y=np.asarray(table.column("label").to_pylist(), np.int8),
+                     sample_id=np.asarray(table.column("sample_id").to_pylist()),
+                     dataset=np.asarray(table.column("dataset").to_pylist()))

@@ -1,0 +1,115 @@
+"""The trainable without Tune: checkpoint/resume gives the uninterrupted result, the feature cache is shared,
+degraded sets are made once and scored. Real Keras Xception at 71 px on real MTCNN crops of the tiny demo set."""
+
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dfsweep import schema
+from dfsweep.config import PrepareConfig, TrainConfig
+from dfsweep.data_pipeline.faces import PART, FaceCropper
+from dfsweep.data_pipeline.scan import build_manifest
+
+pytestmark = [pytest.mark.tf]
+
+
+@pytest.fixture(scope="module")
+def crops_run(tiny_demo, tmp_path_factory):
+    """Crops of the tiny demo made in-process (MTCNN, no Ray), written as a run directory's crops."""
+    demo, _ = tiny_demo
+    run = schema.RunDir(tmp_path_factory.mktemp("trainable"))
+    manifest = build_manifest(PrepareConfig(source=str(demo / "source"), target=str(demo / "target"), crop_size_px=80))
+    pending = manifest.filter(pa.compute.equal(manifest.column("status"), "pending"))
+    cropper = FaceCropper(crop_size_px=80, margin=0.3, min_face_px=40, min_face_prob=0.9)
+    rows = [{**r, **cropper.crop_one(r["path"], r["frame_index"])} for r in pending.to_pylist()]
+    table = pa.Table.from_pylist([r for r in rows if r["status"] == "ok"], schema=PART).drop_columns(["status", "reason"])
+    run.crops.mkdir(parents=True)
+    pq.write_table(table, run.crops / "shard-00000.parquet")
+    run.crops_done.write_text("test\n")
+    return run
+
+
+def _cfg(weights_file, **kw) -> TrainConfig:
+    base = dict(input_size_px=71, weights=str(weights_file), head_epochs=2, finetune_epochs=2, batch_size=8,
+                test_jpeg_qualities=(50,), test_blur_kernels_px=(5,))
+    return TrainConfig(**(base | kw))
+
+
+class Killed(Exception):
+    pass
+
+
+def _run(run, cfg, spec, *, kill_after=None, restored=None, out=None):
+    """run_trial with an in-memory checkpoint store; `kill_after` epochs: raise right after that checkpoint."""
+    from dfsweep.trainables.train import run_trial
+
+    store = {}
+
+    def save(metrics, payload):
+        store["payload"] = payload
+        if kill_after is not None and payload["state"]["epoch"] == kill_after:
+            raise Killed
+
+    target = out or run
+    if out is not None and not (out.crops.exists()):
+        shutil.copytree(run.crops, out.crops)
+    try:
+        table = run_trial(spec, str(target.root), cfg, cpus=2, checkpoint=(save, restored))
+    except Killed:
+        return None, store["payload"]
+    return table.sort_by([("perturbation", "ascending"), ("level", "ascending"), ("domain", "ascending"),
+                          ("split", "ascending"), ("sample_id", "ascending")]), store.get("payload")
+
+
+@pytest.mark.parametrize("kill_after", [1, 3])  # inside the head phase, inside fine-tuning
+def test_v2_killed_mid_run_resumes_to_the_same_scores(crops_run, weights_file, tmp_path, kill_after):
+    cfg = _cfg(weights_file)
+    spec = dict(variant="v2", augmentation="robust", seed=3)
+    whole, _ = _run(crops_run, cfg, spec, out=schema.RunDir(tmp_path / "whole"))
+    part, payload = _run(crops_run, cfg, spec, kill_after=kill_after, out=schema.RunDir(tmp_path / "killed"))
+    assert part is None and payload["state"]["epoch"] == kill_after
+    resumed, _ = _run(crops_run, cfg, spec, restored=payload, out=schema.RunDir(tmp_path / "killed"))
+    assert resumed.column("sample_id").equals(whole.column("sample_id"))
+    np.testing.assert_array_equal(resumed.column("score").to_numpy(), whole.column("score").to_numpy())
+
+
+def test_scores_cover_clean_and_degraded_test_sets(crops_run, weights_file, tmp_path):
+    cfg = _cfg(weights_file)
+    table, _ = _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=1), out=schema.RunDir(tmp_path / "r"))
+    combos = set(zip(*(table.column(c).to_pylist() for c in ("domain", "split", "perturbation", "level"))))
+    assert combos == {("source", "val", "none", 0), ("source", "test", "none", 0), ("target", "test", "none", 0),
+                      ("source", "test", "jpeg", 50), ("target", "test", "jpeg", 50),
+                      ("source", "test", "blur", 5), ("target", "test", "blur", 5)}
+    clean = table.filter(pa.compute.equal(table.column("perturbation"), "none"))
+    for pert in ("jpeg", "blur"):
+        sub = table.filter(pa.compute.equal(table.column("perturbation"), pert))
+        ids = lambda t, d: sorted(x for x, dd, s in zip(t.column("sample_id").to_pylist(), t.column("domain").to_pylist(),  # noqa: E731
+                                                         t.column("split").to_pylist()) if dd == d and s == "test")
+        assert ids(sub, "target") == ids(clean, "target") and ids(sub, "source") == ids(clean, "source")
+    schema.validate_table(table, schema.SCORES, "scores")
+
+
+def test_degraded_sets_are_made_once(crops_run, weights_file):
+    from dfsweep.trainables.data import build_degraded_sets
+
+    cfg = _cfg(weights_file, test_jpeg_qualities=(70, 30), test_blur_kernels_px=(3,))
+    made = []
+    first = build_degraded_sets(crops_run, cfg, log=made.append)
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    assert len(first) == 3 and "3 made, 0 reused" in made[0]
+    again = build_degraded_sets(crops_run, cfg, log=made.append)
+    assert again == first and {p: p.stat().st_mtime_ns for p in again} == stamps and len(made) == 1
+
+
+def test_v1_seeds_share_one_feature_cache(crops_run, weights_file, tmp_path):
+    out = schema.RunDir(tmp_path / "cache")
+    cfg = _cfg(weights_file, test_jpeg_qualities=(), test_blur_kernels_px=())
+    _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=1), out=out)
+    files = sorted(out.features.rglob("*.npz"))
+    assert {f.stem for f in files} == {"source-train", "source-val", "source-test", "target-test"}
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=2), out=out)
+    assert {f: f.stat().st_mtime_ns for f in sorted(out.features.rglob("*.npz"))} == stamps  # read, not rewritten
