@@ -176,6 +176,35 @@ def run(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: O
     console.print(f"summary: {run_.summary}")
 
 
+@app.command()
+def predict(model_or_run: Path = typer.Argument(..., help="A .keras model, or a run directory (its trial with the "
+                                                "best source-val AUC is used; test scores never choose)."),
+            paths: list[Path] = typer.Argument(..., help="Images, videos or folders to score."),
+            threshold: float = typer.Option(0.5, help="Score at or above which a face is called fake."),
+            out: Path = typer.Option(Path("predictions.csv"), help="CSV file for the table.")) -> None:
+    """Score new images, folders or videos: MTCNN face crop, then the model; a table on screen and a CSV."""
+    from rich.table import Table
+
+    from dfsweep.orchestrator.predict import predict as run_predict
+    from dfsweep.orchestrator.predict import write_csv
+
+    try:
+        chosen, rows = run_predict(model_or_run, paths, threshold=threshold)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    console.print(f"model: {chosen.path} ({chosen.why})")
+    table = Table(title=f"predictions (verdict at threshold {threshold})")
+    for col in ("file", "frame", "face", "score", "verdict", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(Path(r["file"]).name, "" if r["frame_index"] < 0 else str(r["frame_index"]),
+                      f"{r['face_prob']:.3f}" if r["face_found"] else "no", "" if r["score"] is None else f"{r['score']:.3f}",
+                      r["verdict"], r["reason"])
+    console.print(table)
+    write_csv(rows, out)
+    console.print(f"{len(rows)} rows -> {out}")
+
+
 @app.command("report")
 def report_cmd(run_dir: Path = RunDirArg,
                compare: Optional[Path] = typer.Option(

@@ -56,8 +56,9 @@ class PrepareConfig:
     min_face_prob: float = 0.9
     # Several faces in one image: keep the "most_confident" or the "largest"; the count is recorded.
     face_policy: str = "most_confident"
-    # Leakage guard: crops within this many bits (of 64) of dHash in another split or domain are near-duplicates.
-    near_duplicate_max_bits: int = 4
+    # Leakage guard: crops within this many bits (of 256) of dHash in another split or domain are near-duplicates
+    # (a JPEG re-encode moves up to ~11 bits; different aligned faces differ by 36 or more).
+    near_duplicate_max_bits: int = 24
     # "drop": keep the first (source before target; train, val, adapt, test) and drop the rest; "fail": stop;
     # "keep": only record them.
     near_duplicate_policy: str = "drop"
@@ -86,7 +87,7 @@ class PrepareConfig:
                f"prepare.face_policy must be 'most_confident' or 'largest', got {self.face_policy!r}")
         _check(self.near_duplicate_policy in ("drop", "fail", "keep"),
                f"prepare.near_duplicate_policy must be 'drop', 'fail' or 'keep', got {self.near_duplicate_policy!r}")
-        _check(0 <= self.near_duplicate_max_bits <= 32, "prepare.near_duplicate_max_bits must be in [0, 32]")
+        _check(0 <= self.near_duplicate_max_bits <= 64, "prepare.near_duplicate_max_bits must be in [0, 64]")
 
 
 PIXEL_RANGES = ("xception", "unit")
@@ -124,6 +125,10 @@ class TrainConfig:
     jpeg_quality_max: int = 95
     blur_prob: float = 0.2
     blur_kernels_px: tuple[int, ...] = (3, 5)
+    # float16 compute on GPU ("auto": when TensorFlow sees a GPU; "off": never). The output layer stays float32.
+    mixed_precision: str = "auto"
+    # Save each trial's selected model as models/<trial_id>.keras (about 90 MB each, whatever the input size).
+    export_model: bool = True
     # Degraded test sets, made once per sweep and scored by every trial (empty list: none).
     test_jpeg_qualities: tuple[int, ...] = (95, 80, 60, 40, 20)
     test_blur_kernels_px: tuple[int, ...] = (3, 5, 9)
@@ -133,6 +138,7 @@ class TrainConfig:
         _check(self.pixel_range in PIXEL_RANGES, f"train.pixel_range must be one of {PIXEL_RANGES}, got {self.pixel_range!r}")
         _check(self.batch_size >= 2 and self.batch_size % 2 == 0, "train.batch_size must be even and >= 2 (balanced batches)")
         _check(self.head_epochs >= 1, "train.head_epochs must be >= 1")
+        _check(self.mixed_precision in ("auto", "off"), "train.mixed_precision must be 'auto' or 'off'")
         _check(self.finetune_epochs >= 0, "train.finetune_epochs must be >= 0")
         _check(0 <= self.dropout < 1, "train.dropout must be in [0, 1)")
         _check(0 <= self.adapt_share < 1, "train.adapt_share must be in [0, 1)")
@@ -152,7 +158,8 @@ class TrainConfig:
 class SweepConfig:
     """Which trials Ray Tune runs, and with what resources."""
 
-    variants: tuple[str, ...] = ("v1", "v2")
+    # v1, v2 and the shortcut check `cue` (a logistic regression on trivial image statistics, seconds per trial).
+    variants: tuple[str, ...] = ("v1", "v2", "cue")
     seeds: tuple[int, ...] = (42, 123, 7)
     # Train-time augmentation presets (trainables/augment.py) swept for the variants that take one (V2);
     # V1 runs once per seed whatever this holds.

@@ -50,7 +50,7 @@ CROPS = pa.schema([
     ("face_prob", pa.float32()),
     ("landmarks", pa.list_(pa.float32(), 10)),  # 5 (x, y) points in the original image
     ("n_faces", pa.int16()),  # faces MTCNN found above the probability threshold; one is kept (face_policy)
-    ("phash", pa.int64()),  # 64-bit difference hash of the crop, for the near-duplicate leakage guard
+    ("phash", pa.binary()),  # 256-bit difference hash of the crop (32 bytes), for the near-duplicate leakage guard
     ("path", pa.string()),
     ("video_id", pa.string()),
     ("frame_index", pa.int32()),

@@ -73,3 +73,17 @@ def test_presets():
     assert all(not np.array_equal(a, b) for a, b in zip(robust, batch))
     with pytest.raises(ValueError, match="valid: none, paper, robust"):
         augment.get_preset("heavy")
+
+
+def test_cue_features_see_sharpness_and_intensity():
+    from dfsweep.trainables.augment import blur
+    from dfsweep.trainables.cue import cue_features
+
+    sharp = FACE.astype(np.float32)
+    soft = blur(FACE, 9).astype(np.float32)
+    f = cue_features(np.stack([sharp, soft, sharp * 0.5]))
+    np.testing.assert_allclose(f[:, :16].sum(1), 1.0)
+    np.testing.assert_allclose(f[:, 16:].sum(1), 1.0)
+    centre = (np.arange(16) + 0.5)
+    assert (f[1, :16] * centre).sum() < (f[0, :16] * centre).sum()  # blur moves log|Laplacian| mass down
+    assert (f[2, 16:] * centre).sum() < (f[0, 16:] * centre).sum()  # darker image: intensity mass moves down

@@ -34,8 +34,8 @@ def test_dry_run_plans_one_trial_per_variant_and_seed(tmp_path):
     (tmp_path / "c.yaml").write_text("sweep:\n  seeds: [1, 2]\n")
     result = runner.invoke(app, ["run", str(tmp_path / "run"), "-c", str(tmp_path / "c.yaml"), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "4 trials" in result.output
-    for tid in ("v1-none-s1", "v2-paper-s1", "v1-none-s2", "v2-paper-s2"):
+    assert "6 trials" in result.output
+    for tid in ("v1-none-s1", "v2-paper-s1", "cue-none-s1", "v1-none-s2", "v2-paper-s2", "cue-none-s2"):
         assert tid in result.output
 
 
@@ -112,7 +112,7 @@ def test_dry_run_sweeps_augmentations_for_v2_only(tmp_path):
     result = runner.invoke(app, ["run", str(tmp_path / "run"), "-c", str(tmp_path / "c.yaml"), "--dry-run"],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "6 trials" in result.output and "v2-robust-s2" in result.output
+    assert "8 trials" in result.output and "v2-robust-s2" in result.output
     assert result.output.count("v1-none-s1") == 2  # once in the summary line, once in the table: V1 is not gridded
     (tmp_path / "bad.yaml").write_text("sweep:\n  augmentations: [heavy]\n")
     bad = runner.invoke(app, ["run", str(tmp_path / "run2"), "-c", str(tmp_path / "bad.yaml"), "--dry-run"])

@@ -72,7 +72,7 @@ def test_crops_parquet_reads_back_against_the_schema(flow):
 def test_sweep_writes_one_score_file_per_trial(flow):
     run, _, _ = flow
     files = sorted(p.name for p in run.scores.glob("*.parquet"))
-    assert files == ["v1-none-s5.parquet", "v2-paper-s5.parquet"]
+    assert files == ["cue-none-s5.parquet", "v1-none-s5.parquet", "v2-paper-s5.parquet"]
     tables = {f: schema.validate_table(pq.read_table(run.scores / f), schema.SCORES, f) for f in files}
     crops = pq.read_table(run.crops, columns=["sample_id", "domain", "split"]).to_pylist()
     expected = sorted(r["sample_id"] for r in crops if (r["domain"], r["split"]) in
@@ -93,17 +93,18 @@ def test_sweep_writes_one_score_file_per_trial(flow):
 def test_trials_report_per_epoch_metrics_to_tune(flow):
     run, _, _ = flow
     results = sorted(run.tune.glob("sweep/*/result.json"))
-    assert len(results) == 2
+    assert len(results) == 3
     for path in results:
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         epochs = [r for r in rows if r["phase"] != "done"]
         assert len(epochs) >= 2 and all("val_auc" in r for r in epochs)
+        assert list(path.parent.glob("events.out.tfevents.*"))  # TensorBoard logs beside Tune's results
 
 
 def test_report_is_rebuilt_identically_from_scores_alone(flow):
     run, _, output = flow
     first = json.loads(run.summary.read_text())
-    assert {t["trial_id"] for t in first["trials"]} == {"v1-none-s5", "v2-paper-s5"}
+    assert {t["trial_id"] for t in first["trials"]} == {"v1-none-s5", "v2-paper-s5", "cue-none-s5"}
     assert {a["domain"] for a in first["aggregate"]} == {"source", "target"}
     assert "fewer than 3" in " ".join(first["warnings"])  # one seed only, and the report says so
     result = CliRunner().invoke(app, ["report", str(run.root)])
@@ -117,7 +118,7 @@ def test_rerun_resumes_without_redoing_anything(flow):
     before = {p.name: p.stat().st_mtime_ns for p in run.scores.glob("*.parquet")}
     result = CliRunner().invoke(app, ["run", str(run.root)])
     assert result.exit_code == 0, result.output
-    assert "crops already complete" in result.output and "all 2 trials already have scores" in result.output
+    assert "crops already complete" in result.output and "all 3 trials already have scores" in result.output
     assert {p.name: p.stat().st_mtime_ns for p in run.scores.glob("*.parquet")} == before
 
 
@@ -140,3 +141,49 @@ def test_same_seed_gives_the_same_scores_on_cpu(flow, tmp_path):
     original, again = original.sort_by(keys), again.sort_by(keys)
     assert again.column("sample_id").equals(original.column("sample_id"))
     np.testing.assert_array_equal(again.column("score").to_numpy(), original.column("score").to_numpy())
+
+
+def test_each_trial_exports_its_selected_model(flow):
+    run, _, _ = flow
+    assert not (run.models / "cue-none-s5.keras").exists()  # the cue is no Keras model
+    for tid in ("v1-none-s5", "v2-paper-s5"):
+        meta = json.loads((run.models / f"{tid}.json").read_text())
+        assert (run.models / f"{tid}.keras").stat().st_size > 1e7
+        assert meta["input_size_px"] == 71 and meta["pixel_range"] == "xception" and meta["trial_id"] == tid
+
+
+def test_predict_a_folder_with_a_real_a_fake_and_no_face(flow, tiny_demo, tmp_path):
+    import shutil
+
+    import cv2
+
+    from dfsweep.orchestrator.predict import choose_model
+    from dfsweep.orchestrator.stats import auc
+
+    run, _, _ = flow
+    demo, _ = tiny_demo
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    shutil.copy(sorted((demo / "target" / "real").glob("*.png"))[0], folder / "a_real.png")
+    shutil.copy(sorted((demo / "target" / "fake").glob("*.png"))[0], folder / "b_fake.png")
+    cv2.imwrite(str(folder / "c_noise.png"), np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8))
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(app, ["predict", str(run.root), str(folder), "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    import csv
+
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(open(out))}
+    assert set(rows) == {"a_real.png", "b_fake.png", "c_noise.png"}
+    for name in ("a_real.png", "b_fake.png"):
+        assert rows[name]["face_found"] == "True" and 0 <= float(rows[name]["score"]) <= 1
+        assert rows[name]["verdict"] in ("real", "fake")
+    assert rows["c_noise.png"]["face_found"] == "False" and rows["c_noise.png"]["status"] == "no_face"
+    # The model is the trial with the best source-val AUC, from the stored val scores.
+    val = {}
+    for f in run.scores.glob("*.parquet"):
+        if not (run.models / f"{f.stem}.keras").exists():
+            continue  # the cue has no model to predict with
+        t = pq.read_table(f).to_pylist()
+        sub = [r for r in t if r["split"] == "val" and r["perturbation"] == "none"]
+        val[f.stem] = auc([r["label"] for r in sub], [r["score"] for r in sub])
+    assert choose_model(run.root).path.stem == max(sorted(val), key=lambda k: val[k])

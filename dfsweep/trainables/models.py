@@ -84,7 +84,7 @@ def build_detector(input_size_px: int, pixel_range: str, weights: str, dense_uni
         keras.Input((base.output_shape[-1],), name="features"),
         keras.layers.Dense(dense_units, activation="relu", name="head_dense"),
         keras.layers.Dropout(dropout, name="head_dropout"),
-        keras.layers.Dense(1, activation="sigmoid", name="head_out"),
+        keras.layers.Dense(1, activation="sigmoid", name="head_out", dtype="float32"),  # float32 under mixed precision
     ], name="head")
     model = keras.Model(pixels, head(backbone(pixels)), name="detector")
     return Detector(model=model, backbone=backbone, base=base, head=head)

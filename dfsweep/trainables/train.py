@@ -201,7 +201,7 @@ def fit_v1(det, ctx: Context) -> Callable[[str, SplitData], np.ndarray]:
 
 def fit_v2(det, ctx: Context) -> Callable[[str, SplitData], np.ndarray]:
     """The head phase of V1, then the last `unfreeze_last_layers` layers at finetune_lr with augmentation and
-    target-adapt batches; the best epoch on source val (head phase included) is kept."""
+    target-adapt batches; the fine-tuning epoch best on source val is kept."""
     import keras
 
     from dfsweep.trainables.models import freeze_backbone, unfreeze_last
@@ -211,8 +211,11 @@ def fit_v2(det, ctx: Context) -> Callable[[str, SplitData], np.ndarray]:
     if not prog.restored or prog.epoch < cfg.head_epochs:
         _train_head(det, ctx)
     if len(prog.best_weights) == len(det.head.get_weights()):
-        # The best so far is a head-phase epoch: from here on "best" means the whole model's weights.
+        # Fine-tuning starts from the head phase's best epoch. V2's own choice is among its fine-tuning epochs
+        # (otherwise a V2 whose fine-tuning never beats that epoch on val would simply be V1 again).
         det.head.set_weights(prog.best_weights)
+        if cfg.finetune_epochs:
+            prog.best_key, prog.best_epoch = (-np.inf, -np.inf), None
         prog.best_weights = det.model.get_weights()
     unfreeze_last(det, cfg.unfreeze_last_layers, cfg.train_batchnorm)
     det.model.compile(optimizer=keras.optimizers.Adam(cfg.finetune_lr), loss="binary_crossentropy")
@@ -238,14 +241,22 @@ def fit_v2(det, ctx: Context) -> Callable[[str, SplitData], np.ndarray]:
 class Variant:
     fit: Callable[..., Callable[[str, SplitData], np.ndarray]]
     description: str
-    # None: the variant runs once per seed with augmentation "none"; True: once per sweep.augmentations preset.
+    # False: the variant runs once per seed with augmentation "none"; True: once per sweep.augmentations preset.
     augmentation_axis: bool = False
+    keras: bool = True  # builds (and exports) a Keras Xception detector
+
+
+def _fit_cue(det, ctx: Context):
+    from dfsweep.trainables.cue import fit_cue
+
+    return fit_cue(det, ctx)
 
 
 VARIANTS = {
     "v1": Variant(fit_v1, "frozen ImageNet Xception + head (Dense 256, Dropout 0.5, sigmoid); head on cached features"),
     "v2": Variant(fit_v2, "V1, then the last 40 layers at 1e-5 with augmentation and target-adapt batches",
                   augmentation_axis=True),
+    "cue": Variant(_fit_cue, "shortcut check: logistic regression on sharpness and intensity histograms", keras=False),
 }
 
 
@@ -269,7 +280,21 @@ def _score_table(tid: str, spec: dict, split: SplitData, scores: np.ndarray, per
     }, schema=schema.SCORES)
 
 
-def _setup_tensorflow(seed: int, cpus: float) -> None:
+def export_model(model, run: schema.RunDir, tid: str, meta: dict) -> Path:
+    """The selected model as models/<trial_id>.keras (pixels in [0, 255] -> probability of fake, its own
+    preprocessing inside) plus models/<trial_id>.json with the input contract it was built with."""
+    run.models.mkdir(parents=True, exist_ok=True)
+    path = run.models / f"{tid}.keras"
+    tmp = run.models / f".{tid}.{os.getpid()}.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+    meta_tmp = run.models / f".{tid}.{os.getpid()}.json"
+    meta_tmp.write_text(json.dumps({k: v for k, v in meta.items() if k != "rng"}, indent=2, default=str))
+    os.replace(meta_tmp, run.models / f"{tid}.json")
+    return path
+
+
+def _setup_tensorflow(seed: int, cpus: float, mixed_precision: str = "off") -> None:
     import keras
     import tensorflow as tf
 
@@ -285,6 +310,8 @@ def _setup_tensorflow(seed: int, cpus: float) -> None:
             tf.config.experimental.set_memory_growth(gpu, True)  # trials may share a GPU
         except RuntimeError:
             pass
+    if gpus and mixed_precision == "auto":
+        keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -309,7 +336,7 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     report = report or (lambda metrics: None)
     variant = get_variant(spec["variant"])
     tid = trial_id(spec["variant"], spec["augmentation"], spec["seed"])
-    _setup_tensorflow(int(spec["seed"]), cpus)
+    _setup_tensorflow(int(spec["seed"]), cpus, train_cfg.mixed_precision)
     run = schema.RunDir(run_dir)
     crops = read_crops(run)
     data = {key: load_split(crops, *key, train_cfg.input_size_px) for key in LOADED}
@@ -319,11 +346,16 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     rng = np.random.default_rng(int(spec["seed"]))
     save, restored = checkpoint if checkpoint else (None, None)
     det = build_detector(train_cfg.input_size_px, train_cfg.pixel_range, train_cfg.weights, train_cfg.dense_units,
-                         train_cfg.dropout)
+                         train_cfg.dropout) if variant.keras else None
     ctx = Context(data=data, cfg=train_cfg, rng=rng, augment=get_preset(spec["augmentation"]),
                   progress=Progress(rng, save or (lambda metrics, payload: report(metrics)), restored),
                   report=report, features=FeatureCache(run, train_cfg, enabled=feature_cache))
     scorer = variant.fit(det, ctx)
+    if train_cfg.export_model and det is not None:
+        export_model(det.model, run, tid, dict(spec, trial_id=tid, input_size_px=train_cfg.input_size_px,
+                                               pixel_range=train_cfg.pixel_range, weights=train_cfg.weights,
+                                               chosen_epoch=ctx.progress.best_epoch,
+                                               source_val_auc=ctx.progress.best_key[0]))
     tables = [_score_table(tid, spec, data[key], scorer(f"{key[0]}-{key[1]}", data[key])) for key in SCORED
               if len(data[key])]
     private = tempfile.TemporaryDirectory() if private_degraded else None

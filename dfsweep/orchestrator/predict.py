@@ -1,0 +1,118 @@
+"""`dfsweep predict`: score new images, folders or videos with a trained model: MTCNN crop, then the model.
+
+Given a run directory it takes the trial ranked best on SOURCE VAL (AUC from the stored val scores; never test).
+Bad inputs get the same treatment as in prepare: a row with a status and a reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dfsweep import schema
+
+PREDICT_COLUMNS = ("file", "frame_index", "face_found", "status", "reason", "face_prob", "score", "verdict")
+
+
+@dataclass(frozen=True)
+class ChosenModel:
+    path: Path
+    meta: dict
+    why: str
+
+
+def choose_model(model_or_run: str | Path) -> ChosenModel:
+    """A .keras file as given, or the run's trial with the highest source-val AUC (ties: trial id)."""
+    p = Path(model_or_run)
+    if p.is_file() and p.suffix == ".keras":
+        meta_path = p.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return ChosenModel(p, meta, "model file given")
+    run = schema.RunDir(p)
+    if not run.models.is_dir():
+        raise FileNotFoundError(f"{p} is neither a .keras model nor a run directory with models/")
+    import pyarrow.compute as pc
+
+    from dfsweep.orchestrator.collect import collect_scores
+    from dfsweep.orchestrator.stats import auc
+
+    scores = collect_scores(run.scores)
+    val = scores.filter(pc.and_(pc.and_(pc.equal(scores.column("split"), "val"),
+                                        pc.equal(scores.column("domain"), "source")),
+                                pc.equal(scores.column("perturbation"), "none")))
+    ranked = []
+    for tid in sorted(set(val.column("trial_id").to_pylist())):
+        sub = val.filter(pc.equal(val.column("trial_id"), tid))
+        if (run.models / f"{tid}.keras").exists():
+            ranked.append((auc(sub.column("label").to_numpy(), sub.column("score").to_numpy()), tid))
+    if not ranked:
+        raise FileNotFoundError(f"{run.models} holds no model of a trial with source-val scores")
+    best_auc, tid = max(ranked, key=lambda r: (r[0], [-ord(c) for c in r[1]]))
+    meta = json.loads((run.models / f"{tid}.json").read_text())
+    return ChosenModel(run.models / f"{tid}.keras", meta, f"best source-val AUC {best_auc:.3f} of {len(ranked)} trials")
+
+
+def _inputs(paths: list[str | Path]) -> list[tuple[Path, int]]:
+    """(file, frame_index) for every file given or found under a folder; videos give evenly spaced frames."""
+    from dfsweep.data_pipeline.scan import IMAGE_SUFFIXES, VIDEO_SUFFIXES, frame_indices
+
+    found: list[tuple[Path, int]] = []
+    for given in paths:
+        given = Path(given)
+        files = sorted(f for f in given.rglob("*") if f.is_file()) if given.is_dir() else [given]
+        for f in files:
+            if f.suffix.lower() in VIDEO_SUFFIXES:
+                import cv2
+
+                cap = cv2.VideoCapture(str(f))
+                n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+                cap.release()
+                found += [(f, i) for i in frame_indices(n, 8)] or [(f, 0)]
+            else:
+                found.append((f, -1))
+    return found
+
+
+def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: float = 0.5, min_face_px: int = 40,
+            min_face_prob: float = 0.9, margin: float = 0.3, log=print) -> tuple[ChosenModel, list[dict]]:
+    """One row per image (per sampled frame of a video): face found, score, verdict at `threshold`."""
+    # torchvision must be imported before TensorFlow in one process (the other order segfaults here).
+    import torchvision  # noqa: F401
+
+    from dfsweep.data_pipeline.faces import FaceCropper, decode_png_rgb
+    from dfsweep.data_pipeline.scan import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    chosen = choose_model(model_or_run)
+    import keras
+
+    model = keras.saving.load_model(str(chosen.path), compile=False)
+    size = int(model.input_shape[1])
+    cropper = FaceCropper(crop_size_px=size, margin=margin, min_face_px=min_face_px, min_face_prob=min_face_prob)
+    rows = []
+    for path, frame in _inputs(paths):
+        row = dict(file=str(path), frame_index=frame, face_found=False, face_prob=None, score=None, verdict="")
+        if not path.exists() or path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+            why = "no such file" if not path.exists() else f"not an image or video file suffix: {path.suffix or '(none)'}"
+            rows.append(dict(row, status="unreadable" if not path.exists() else "unsupported", reason=why))
+            continue
+        out = cropper.crop_one(str(path), frame)
+        row.update(status=out["status"], reason=out["reason"])
+        if out["status"] == schema.STATUS_OK:
+            x = decode_png_rgb(out["image"]).astype(np.float32)[None]
+            score = float(model.predict(x, verbose=0).ravel()[0])
+            row.update(face_found=True, face_prob=round(out["face_prob"], 4), score=round(score, 4),
+                       verdict="fake" if score >= threshold else "real")
+        rows.append(row)
+    return chosen, rows
+
+
+def write_csv(rows: list[dict], path: str | Path) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=PREDICT_COLUMNS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in PREDICT_COLUMNS})
