@@ -53,7 +53,7 @@ def write_scores(run: schema.RunDir) -> int:
                         trial_id=[trial] * N, variant=[variant] * N, augmentation=[aug] * N, seed=[seed] * N,
                         dataset=[domain] * N, domain=[domain] * N, split=[split] * N,
                         sample_id=[f"{domain}-{split}-{i}" for i in range(N)], label=y, perturbation=[pert] * N,
-                        level=[level] * N, score=(1 / (1 + np.exp(-logit))).astype(np.float32)), schema=schema.SCORES))
+                        level=[level] * N, score=(1 / (1 + np.exp(-logit))).astype(np.float32)), schema=schema.scores_schema(video=False)))
             table = pa.concat_tables(parts)
             rows += table.num_rows
             pq.write_table(table, run.score_file(trial))

@@ -69,7 +69,16 @@ SCORES = pa.schema([
     ("perturbation", pa.string()),
     ("level", pa.int32()),  # JPEG quality or blur kernel size; 0 for none
     ("score", pa.float32()),  # probability of fake
+    ("video_id", pa.string()),  # the video a frame comes from ("" for an image): video-level metrics group by it
 ])
+
+# Columns a file may lack (written before they existed, or by a tool that has none to give): filled on read.
+OPTIONAL_DEFAULTS = {"video_id": ""}
+
+
+def scores_schema(*, video: bool = True) -> pa.Schema:
+    """SCORES, or SCORES without the optional video column (for writers of image-only scores)."""
+    return SCORES if video else pa.schema([f for f in SCORES if f.name not in OPTIONAL_DEFAULTS])
 
 
 class SchemaError(ValueError):
@@ -79,9 +88,13 @@ class SchemaError(ValueError):
 def validate_table(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
     """Return `table` with columns in schema order and types cast to the schema, or raise SchemaError naming what is wrong.
 
-    Extra columns are kept after the declared ones (later stages may add some); missing ones and
-    uncastable types are errors, and so are nulls in a declared column.
+    Extra columns are kept after the declared ones (later stages may add some); a missing column with an entry
+    in OPTIONAL_DEFAULTS is filled with its default; other missing ones and uncastable types are errors, and so
+    are nulls in a declared column.
     """
+    for f in schema:
+        if f.name not in table.column_names and f.name in OPTIONAL_DEFAULTS:
+            table = table.append_column(f.name, pa.array([OPTIONAL_DEFAULTS[f.name]] * table.num_rows, f.type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise SchemaError(f"{name}: missing column(s) {missing}; has {table.column_names}")

@@ -58,7 +58,7 @@ def _write_scores(run: schema.RunDir, shift: dict, n: int = 60, *, arms=ARMS, se
                 parts.append(pa.table(dict(trial_id=[trial] * n, variant=[variant] * n, augmentation=[aug] * n,
                                            seed=[seed] * n, dataset=[domain] * n, domain=[domain] * n, split=[split] * n,
                                            sample_id=[f"{prefix}{i}" for i in range(n)], label=y, perturbation=[pert] * n,
-                                           level=[level] * n, score=s), schema=schema.SCORES))
+                                           level=[level] * n, score=s), schema=schema.scores_schema(video=False)))
 
             for domain in ("source", "target"):
                 sep = shift.get((variant, aug, domain), shift.get((variant, domain)))

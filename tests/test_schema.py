@@ -30,3 +30,9 @@ def test_uncastable_type_is_named():
 def test_nulls_are_refused():
     with pytest.raises(schema.SchemaError, match="null"):
         schema.validate_table(_scores(sample_id=[None]), schema.SCORES, "scores")
+
+
+def test_optional_columns_are_filled_with_their_default():
+    t = schema.validate_table(_scores(), schema.SCORES, "scores")  # written without video_id
+    assert t.column("video_id").to_pylist() == [""]
+    assert schema.scores_schema(video=False).names == [n for n in schema.SCORES.names if n != "video_id"]

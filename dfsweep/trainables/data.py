@@ -23,6 +23,7 @@ class SplitData:
     y: np.ndarray  # (n,) int8, 1 = fake
     sample_id: np.ndarray  # (n,) str
     dataset: np.ndarray  # (n,) str
+    video_id: np.ndarray | None = None  # (n,) str, "" for images
 
     def __len__(self) -> int:
         return len(self.y)
@@ -40,7 +41,8 @@ def load_split(crops: pa.Table, domain: str, split: str, size_px: int) -> SplitD
         x[i] = rgb
     return SplitData(domain=domain, split=split, x=x, y=np.asarray(rows.column("label").to_pylist(), np.int8),
                      sample_id=np.asarray(rows.column("sample_id").to_pylist()),
-                     dataset=np.asarray(rows.column("dataset").to_pylist()))
+                     dataset=np.asarray(rows.column("dataset").to_pylist()),
+                     video_id=np.asarray(rows.column("video_id").to_pylist(), dtype=object))
 
 
 def _class_indices(y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +141,7 @@ def build_degraded_sets(run, train_cfg, log=print, out=None) -> list["Path"]:
         for (domain, split), d in clean.items():
             images = [encode_png(np.ascontiguousarray(fn(x.astype(np.uint8), level)[:, :, ::-1])) for x in d.x]
             parts.append(pa.table({"sample_id": d.sample_id.tolist(), "dataset": d.dataset.tolist(),
+                                   "video_id": pa.array(d.video_id.tolist(), pa.string()),
                                    "domain": [domain] * len(d), "split": [split] * len(d), "label": d.y.tolist(),
                                    "image": pa.array(images, pa.binary()), "perturbation": [pert] * len(d),
                                    "level": pa.array([level] * len(d), pa.int32())}))
@@ -161,4 +164,5 @@ def load_degraded(path, domain: str, size_px: int) -> SplitData:
         x[i] = decode_png_rgb(png)
     return SplitData(domain=domain, split="test", x=x, y=np.asarray(table.column("label").to_pylist(), np.int8),
                      sample_id=np.asarray(table.column("sample_id").to_pylist()),
-                     dataset=np.asarray(table.column("dataset").to_pylist()))
+                     dataset=np.asarray(table.column("dataset").to_pylist()),
+                     video_id=np.asarray(table.column("video_id").to_pylist(), dtype=object))

@@ -277,6 +277,7 @@ def _score_table(tid: str, spec: dict, split: SplitData, scores: np.ndarray, per
         "seed": [int(spec["seed"])] * n, "dataset": split.dataset.tolist(), "domain": [split.domain] * n,
         "split": [split.split] * n, "sample_id": split.sample_id.tolist(), "label": split.y.tolist(),
         "perturbation": [perturbation] * n, "level": [int(level)] * n, "score": scores.astype(np.float32),
+        "video_id": [""] * n if split.video_id is None else split.video_id.tolist(),
     }, schema=schema.SCORES)
 
 
