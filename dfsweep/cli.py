@@ -209,7 +209,7 @@ def predict(model_or_run: Path = typer.Argument(..., help="A .keras model, or a 
 def report_cmd(run_dir: Path = RunDirArg,
                compare: Optional[Path] = typer.Option(
                    None, "--compare", metavar="OTHER_RUN",
-                   help="Put OTHER_RUN (A) beside RUN_DIR (B): mean image-level AUC ± sd per arm and domain, and B − A "
+                   help="Put OTHER_RUN (A) beside RUN_DIR (B): mean AUC ± sd per arm, domain and AUC level, and B − A "
                         "(`dfsweep report --compare RUN_A RUN_B`). Writes compare.json instead of the report."),
                out: Optional[Path] = typer.Option(None, "--out", dir_okay=False,
                                                   help="Where --compare writes its JSON (default: ./compare.json).")) -> None:
@@ -222,14 +222,14 @@ def report_cmd(run_dir: Path = RunDirArg,
     for r in runs:
         if not r.scores.is_dir():
             _fail(f"{r.scores} does not exist: nothing to report (run `dfsweep run {r.root}` first)")
-    if compare is not None:
-        path = out if out is not None else Path.cwd() / COMPARE_JSON
-        compare_runs(runs[1].root, runs[0].root, path, console)
-        console.print(f"comparison: {path}")
-        return
     try:
+        if compare is not None:
+            path = out if out is not None else Path.cwd() / COMPARE_JSON
+            compare_runs(runs[1].root, runs[0].root, path, console)
+            console.print(f"comparison: {path}")
+            return
         report(runs[0].root, None, console)
-    except ConfigError as exc:
+    except (ConfigError, schema.SchemaError) as exc:
         _fail(str(exc))
     console.print(f"summary: {runs[0].summary}")
     console.print(f"report: {runs[0].root / REPORT_HTML}")

@@ -92,7 +92,7 @@ def test_sweep_writes_one_score_file_per_trial(flow):
 
 def test_trials_report_per_epoch_metrics_to_tune(flow):
     run, _, _ = flow
-    results = sorted(run.tune.glob("sweep/*/result.json"))
+    results = sorted(run.tune.glob("sweep-*/*/result.json"))
     assert len(results) == 3
     for path in results:
         rows = [json.loads(line) for line in path.read_text().splitlines()]

@@ -243,3 +243,25 @@ def test_report_html_renders_in_headless_chromium(built, tmp_path):
     assert img.shape[:2] == (4000, 1400)
     assert (img.min(axis=2) < 0.9).mean() > 0.02 and img.std() > 0.05  # not a blank page
     assert (img.max(axis=2) - img.min(axis=2) > 0.3).sum() > 5000  # coloured figure pixels: the PNGs rendered
+
+
+def test_video_run_figures_have_a_row_per_level_and_captions_say_so(tmp_path):
+    from test_report import _write_video_scores
+
+    r = schema.RunDir(tmp_path)
+    _write_video_scores(r, SHIFT, perturbations=PERTURBATIONS[:1])
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=100))
+    scores = collect_scores(r.scores)
+    paths = plots.make_figures(r.root, summary, scores)
+    assert [p.name for p in paths] == ["roc.png", "histograms.png", "confusion.png", "robustness.png",
+                                       "errors_v1-none.png", "errors_v2-paper.png"]
+    # a row of panels per level (ROC: 5.0 in per row; histograms: 2.8 in per arm and level; + 0.6 in for the title)
+    assert _image(paths[0]).shape[0] == round(plots.DPI * (5.0 * 2 + 0.6))
+    assert _image(paths[1]).shape[0] == round(plots.DPI * (2.8 * 2 * 2 + 0.6))
+    for p in paths[:4]:
+        text = plots.caption(p, summary["auc_levels"])
+        assert "frame-level AUC" in text and "video-level AUC" in text and "never pooled" in text, p.name
+    assert "frames (each has a crop), not videos" in plots.caption(paths[-1], summary["auc_levels"])
+    assert plots.caption(paths[0]) == plots.caption(paths[0], ["image"]) and "image-level AUC" in plots.caption(paths[0])
+    # contact sheets show frames (each has a crop), never a video's mean
+    assert all(e["sample_id"].startswith("vid-") and "-f" in e["sample_id"] for e in top_errors(scores, "v1/none"))

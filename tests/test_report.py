@@ -375,7 +375,7 @@ def test_robustness_table_from_synthetic_jpeg_and_blur_rows(tmp_path):
         assert x["n_seeds"] == 3 and x["band_level"] == 0.95 and x["metric"] == "image-level AUC"
     console = Console(record=True, width=160)
     render(summary, console)
-    assert "Robustness: image AUC" in console.export_text()
+    assert "Robustness: image-level AUC" in console.export_text()
 
 
 def test_robustness_is_empty_without_perturbed_rows(run):
@@ -410,7 +410,7 @@ def test_render_draws_the_new_sections(tmp_path):
     console = Console(record=True, width=140)
     render(build_summary(r.root, ReportConfig(bootstrap_samples=200)), console)
     text = console.export_text()
-    for fragment in ("Per trial", "paired t-test", "image AUC", "AP", "EER", "F1@0.5", "threshold chosen on source val",
+    for fragment in ("Per trial", "paired t-test", "image-level AUC", "AP", "EER", "F1@0.5", "threshold chosen on source val",
                      "Per seed", "DeLong p", "not a p-value", "p Holm", "Wilcoxon", "hierarchical bootstrap",
                      "fewer than 6 pairs"):
         assert fragment in text, fragment
@@ -496,5 +496,237 @@ def test_cue_is_shown_but_not_tested_and_warns_about_a_shortcut(tmp_path):
     assert "shortcut: the trivial cue" in warns and "on the source test" in warns and "beats V1 on the target" in warns
     quiet = schema.RunDir(tmp_path / "quiet")
     _write_scores(quiet, {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("cue", "source"): 0.1,
-                          ("v1", "target"): 0.8, ("v2", "target"): 0.8, ("cue", "target"): 0.0}, arms=arms)
+                          ("v1", "target"): 0.0, ("v2", "target"): 0.8, ("cue", "target"): 0.2}, arms=arms)
+    # ...the cue edges past V1 on the target there, but both sit near chance: that is noise, not a shortcut.
     assert "shortcut" not in " ".join(build_summary(quiet.root, ReportConfig(bootstrap_samples=200))["warnings"])
+
+
+# Video runs: frames carry a video_id; frame-level and video-level metrics side by side, never pooled.
+
+
+def _write_video_scores(run: schema.RunDir, shift: dict, videos: int = 8, *, arms=ARMS, seeds=SEEDS, val: bool = False,
+                        perturbations=(), stills: int = 0) -> dict:
+    """Synthetic frame scores: `videos` real and `videos` fake videos per domain, 3-8 frames each (the same videos and
+    frames for every trial), each frame's logit around its video's mean logit, which separates the classes by
+    `shift[variant, domain] + seed noise`. stills: that many still images (video_id "") per class as well.
+
+    Returns truth[trial, domain] (and [trial, "val"], [trial, domain, p, level]) = dict(y, s, video_id) of the frames,
+    and truth[trial, domain, "image"] = (y, s) of the stills.
+    """
+    run.scores.mkdir(parents=True, exist_ok=True)
+    layout = {}  # (domain, split) -> video ids and frame counts, shared by all trials
+    for k, (domain, split) in enumerate((("source", "test"), ("target", "test"), ("source", "val"))):
+        n_frames = np.random.default_rng(100 + k).integers(3, 9, 2 * videos)
+        layout[domain, split] = [f"vid-{domain}-{split}-{j:02d}" for j in range(2 * videos)], n_frames
+    truth = {}
+    for a, (variant, aug) in enumerate(arms):
+        for seed in seeds:
+            trial = f"{variant}-{aug}-s{seed}"
+            rng = np.random.default_rng(seed * 10 + a + 1000)
+            parts = []
+
+            def add(domain, split, pert, level, sep, key):
+                vids, n_frames = layout[domain, split]
+                v_label = np.r_[np.ones(videos, int), np.zeros(videos, int)]
+                v_logit = rng.normal(0, 1, len(vids)) + v_label * (sep + 0.1 * seed)
+                vid = np.repeat(vids, n_frames)
+                y = np.repeat(v_label, n_frames)
+                s = 1 / (1 + np.exp(-(np.repeat(v_logit, n_frames) + rng.normal(0, 0.5, len(y)))))
+                s = s.astype(np.float32).astype(np.float64)
+                sid = [f"{v}-f{i}" for v, n in zip(vids, n_frames) for i in range(n)]
+                truth[key] = dict(y=y, s=s, video_id=vid)
+                parts.append(_rows(trial, variant, aug, seed, domain, split, pert, level, sid, y, s, vid.tolist()))
+                if stills and split == "test" and pert == "none":
+                    ys = np.r_[np.ones(stills, int), np.zeros(stills, int)]
+                    ss = (1 / (1 + np.exp(-(rng.normal(0, 1, 2 * stills) + ys * sep)))).astype(np.float32).astype(float)
+                    truth[trial, domain, "image"] = (ys, ss)
+                    parts.append(_rows(trial, variant, aug, seed, domain, split, pert, level,
+                                       [f"still-{domain}-{i}" for i in range(2 * stills)], ys, ss, [""] * 2 * stills))
+
+            for domain in ("source", "target"):
+                sep = shift.get((variant, aug, domain), shift.get((variant, domain)))
+                add(domain, "test", "none", 0, sep, (trial, domain))
+                for k, (pert, level) in enumerate(perturbations):
+                    add(domain, "test", pert, level, sep * (0.8 - 0.1 * k), (trial, domain, pert, level))
+            if val:
+                add("source", "val", "none", 0, shift.get((variant, "source")), (trial, "val"))
+            pq.write_table(pa.concat_tables(parts), run.score_file(trial))
+    return truth
+
+
+def _rows(trial, variant, aug, seed, domain, split, pert, level, sample_id, y, s, video_id) -> pa.Table:
+    n = len(y)
+    return pa.table(dict(trial_id=[trial] * n, variant=[variant] * n, augmentation=[aug] * n, seed=[seed] * n,
+                         dataset=[domain] * n, domain=[domain] * n, split=[split] * n, sample_id=sample_id, label=y,
+                         perturbation=[pert] * n, level=[level] * n, score=s, video_id=video_id), schema=schema.SCORES)
+
+
+def _per_video(t: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(label, mean frame score) per video, computed here without the report's code."""
+    scores, labels = {}, {}
+    for v, y, s in zip(t["video_id"], t["y"], t["s"]):
+        scores.setdefault(v, []).append(s)
+        labels.setdefault(v, set()).add(int(y))
+    assert all(len(x) == 1 for x in labels.values())
+    vids = sorted(scores)
+    return np.array([labels[v].pop() for v in vids]), np.array([np.mean(scores[v]) for v in vids])
+
+
+ARMS3 = ARMS + (("v2", "robust"),)
+SHIFT3 = {**SHIFT, ("v2", "robust", "source"): 2.1, ("v2", "robust", "target"): 0.5}
+
+
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory):
+    r = schema.RunDir(tmp_path_factory.mktemp("video"))
+    truth = _write_video_scores(r, SHIFT3, arms=ARMS3, val=True, perturbations=(("jpeg", 60),))
+    return r, truth, build_summary(r.root, ReportConfig(bootstrap_samples=200))
+
+
+def test_video_level_auc_is_the_auc_of_mean_frame_scores_and_frame_level_the_auc_of_frames(video_run):
+    _, truth, summary = video_run
+    assert summary["auc_levels"] == ["frame", "video"] and summary["auc_level"] == "frame"
+    assert {t["auc_level"] for t in summary["trials"]} == {"frame", "video"}
+    assert len(summary["trials"]) == 2 * 3 * 3 * 2  # levels x arms x seeds x domains
+    for t in summary["trials"]:
+        frames = truth[t["trial_id"], t["domain"]]
+        if t["auc_level"] == "frame":
+            y, s = frames["y"], frames["s"]
+        else:
+            y, s = _per_video(frames)
+        assert t["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert (t["n"], t["n_fake"], t["n_real"]) == (len(y), int(y.sum()), int((1 - y).sum()))
+        assert t["average_precision"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        ref = _at(y, s, 0.5)
+        assert [t[k] for k in ("tn", "fp", "fn", "tp")] == [ref[k] for k in ("tn", "fp", "fn", "tp")]
+        # the val threshold is chosen at the same level: the EER point of the val videos' mean scores at video level
+        val = truth[t["trial_id"], "val"]
+        yv, sv = (val["y"], val["s"]) if t["auc_level"] == "frame" else _per_video(val)
+        assert t["val_threshold"] == pytest.approx(stats.eer(yv, sv).threshold) and t["val_threshold_n"] == len(yv)
+    n_videos = {t["n"] for t in summary["trials"] if t["auc_level"] == "video"}
+    assert n_videos == {16}  # 8 real + 8 fake videos per domain, 3-8 frames each
+    assert all(t["n"] > 16 for t in summary["trials"] if t["auc_level"] == "frame")
+
+
+def test_every_row_names_its_level_and_levels_are_never_pooled(video_run):
+    _, truth, summary = video_run
+    for section in ("trials", "aggregate", "tests", "per_seed_tests", "robustness", "metrics"):
+        assert summary[section] and all(r["auc_level"] in ("frame", "video") for r in summary[section]), section
+    for section in ("aggregate", "tests", "per_seed_tests", "robustness"):
+        assert all(r["metric"] == f"{r['auc_level']}-level AUC" for r in summary[section]), section
+    for s in summary["per_seed_tests"]:  # paired on sample_id for frames, on video_id for videos
+        n_frames = len(truth[s["candidate_trial"], s["domain"]]["y"])
+        assert s["n_paired"] == (16 if s["auc_level"] == "video" else n_frames)
+        assert s["n_only_candidate"] == s["n_only_baseline"] == 0
+    assert len(summary["per_seed_tests"]) == 2 * 2 * 2 * 3  # levels x domains x candidate arms x seeds
+    for level in ("frame", "video"):
+        def auc(trial, domain):
+            t = truth[trial, domain]
+            return roc_auc_score(t["y"], t["s"]) if level == "frame" else roc_auc_score(*_per_video(t))
+
+        for domain in ("source", "target"):
+            v1 = [auc(f"v1-none-s{s}", domain) for s in SEEDS]
+            agg = {a["arm"]: a for a in summary["aggregate"] if (a["domain"], a["auc_level"]) == (domain, level)}
+            assert sorted(agg) == ["v1/none", "v2/paper", "v2/robust"] and agg["v1/none"]["auc_mean"] == pytest.approx(
+                np.mean(v1)) and agg["v1/none"]["n_seeds"] == 3
+            tests = {t["candidate"]: t for t in summary["tests"] if (t["domain"], t["auc_level"]) == (domain, level)}
+            assert sorted(tests) == ["v2/paper", "v2/robust"]
+            p = {arm: sps.ttest_rel([auc(f"v2-{arm[3:]}-s{s}", domain) for s in SEEDS], v1, alternative="greater").pvalue
+                 for arm in tests}
+            lo, hi = sorted(p, key=p.get)  # Holm within the level: a family of 2, not 4
+            expected = {lo: min(1.0, 2 * p[lo])}
+            expected[hi] = min(1.0, max(expected[lo], p[hi]))
+            for arm, t in tests.items():
+                assert t["p_value"] == pytest.approx(p[arm]) and t["p_holm"] == pytest.approx(expected[arm])
+                assert t["holm_family"] == 2 and t["n_pairs"] == 3
+            for x in (x for x in summary["robustness"] if (x["domain"], x["auc_level"]) == (domain, level)):
+                trials = [f"{x['variant']}-{x['augmentation']}-s{s}" for s in SEEDS]
+                ref = [roc_auc_score(*_per_video(truth[tr, domain, "jpeg", 60])) if level == "video" else
+                       roc_auc_score(truth[tr, domain, "jpeg", 60]["y"], truth[tr, domain, "jpeg", 60]["s"]) for tr in trials]
+                assert x["auc_mean"] == pytest.approx(np.mean(ref))
+
+
+def test_video_run_writes_both_levels_to_metrics_csv_console_and_html(tmp_path):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)
+    truth = _write_video_scores(r, SHIFT, perturbations=(("blur", 5),))
+    console = Console(record=True, width=200, file=io.StringIO())
+    report(r.root, ReportConfig(bootstrap_samples=200), console)
+    rows = list(csv.DictReader(io.StringIO((r.root / "metrics.csv").read_text())))
+    assert len(rows) == 2 * 3 * 2 * 2 * 2  # arms x seeds x domains x conditions x levels
+    for x in rows:
+        key = (x["trial_id"], x["domain"]) if x["perturbation"] == "none" else (
+            x["trial_id"], x["domain"], x["perturbation"], int(x["level"]))
+        t = truth[key]
+        y, s = (t["y"], t["s"]) if x["auc_level"] == "frame" else _per_video(t)
+        assert x["auc_level"] in ("frame", "video") and int(x["n"]) == len(y)
+        assert float(x["auc"]) == pytest.approx(roc_auc_score(y, s), abs=1e-6)
+    assert {x["auc_level"] for x in rows} == {"frame", "video"}
+    assert {int(x["n"]) for x in rows if x["auc_level"] == "video"} == {16}
+    text = console.export_text()
+    for level in ("frame", "video"):
+        for title in ("Per trial (test split, clean)", "Across seeds: mean ± sd (ddof=1)"):
+            assert f"{title} — {level}-level AUC" in text, (title, level)
+        for fragment in (f"Δ {level}-level AUC > 0", f"Robustness: {level}-level AUC"):
+            assert fragment in text, fragment
+    assert "image-level" not in text and "image AUC" not in text
+    assert "on the same videos (joined on video_id)" in text and "videos (real/fake)" in text
+    html = (r.root / REPORT_HTML).read_text()
+    for fragment in ("frame-level AUC", "video-level AUC", "Per trial (test split, clean) — video-level AUC",
+                     "a video&#x27;s score is the mean of its frames&#x27; scores"):
+        assert fragment in html, fragment
+    assert "image-level" not in html
+    assert json.loads(r.summary.read_text())["auc_levels"] == ["frame", "video"]
+
+
+def test_frames_of_one_video_that_disagree_on_the_label_are_an_error_naming_the_video(tmp_path):
+    r = schema.RunDir(tmp_path)
+    _write_video_scores(r, SHIFT, seeds=(1,))
+    t = pq.read_table(r.score_file("v2-paper-s1"))
+    sid = t.column("sample_id").to_pylist()
+    label = np.array(t.column("label").to_pylist(), np.int8)
+    label[sid.index("vid-target-test-03-f1")] = 0  # video 03 is fake: one of its frames now says real
+    pq.write_table(t.set_column(t.schema.get_field_index("label"), "label", pa.array(label, pa.int8())),
+                   r.score_file("v2-paper-s1"))
+    with pytest.raises(schema.SchemaError,
+                       match=r"video vid-target-test-03 \(trial v2-paper-s1, target test, none 0\): its frames disagree "
+                             r"on the label \(\d+ fake, 1 real\)"):
+        build_summary(r.root, ReportConfig(bootstrap_samples=100))
+
+
+def test_image_only_run_has_the_image_level_alone(run):
+    r, _ = run
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=100))
+    assert summary["auc_levels"] == ["image"] and summary["auc_level"] == "image"
+    for section in ("trials", "aggregate", "tests", "per_seed_tests", "metrics"):
+        assert {x["auc_level"] for x in summary[section]} == {"image"}, section
+
+
+def test_stills_and_frames_in_one_run_are_kept_apart_and_said_so(tmp_path):
+    r = schema.RunDir(tmp_path)
+    truth = _write_video_scores(r, SHIFT, stills=10)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=100))
+    assert summary["auc_levels"] == ["image", "frame", "video"] and summary["auc_level"] == "image"
+    for t in summary["trials"]:
+        frames = truth[t["trial_id"], t["domain"]]
+        y, s = {"image": lambda: truth[t["trial_id"], t["domain"], "image"], "frame": lambda: (frames["y"], frames["s"]),
+                "video": lambda: _per_video(frames)}[t["auc_level"]]()
+        assert t["n"] == len(y) and t["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert {t["n"] for t in summary["trials"] if t["auc_level"] == "image"} == {20}
+    assert all(t["holm_family"] == 1 for t in summary["tests"]) and len(summary["tests"]) == 3 * 2
+    mixed = [w for w in summary["warnings"] if "both still images and video frames" in w]
+    assert [w.split(":")[0] for w in mixed] == ["source test", "target test"]  # one per domain and split
+    assert all("6 trial(s)" in w and "never pooled" in w for w in mixed)
+
+
+def test_compare_runs_keeps_levels_apart(tmp_path):
+    a, b = schema.RunDir(tmp_path / "a"), schema.RunDir(tmp_path / "b")
+    truth_a = _write_video_scores(a, SHIFT)
+    _write_video_scores(b, {**SHIFT, ("v2", "target"): 1.5})
+    cmp = compare_runs(a.root, b.root)
+    assert cmp["auc_levels"] == ["frame", "video"] and cmp["metric"] == "frame-level AUC"
+    assert len(cmp["rows"]) == 2 * 2 * 2 and all(x["metric"] == f"{x['auc_level']}-level AUC" for x in cmp["rows"])
+    (x,) = [x for x in cmp["rows"] if (x["arm"], x["domain"], x["auc_level"]) == ("v1/none", "target", "video")]
+    assert x["a_auc_mean"] == pytest.approx(np.mean([roc_auc_score(*_per_video(truth_a[f"v1-none-s{s}", "target"]))
+                                                     for s in SEEDS]))

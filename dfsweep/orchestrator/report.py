@@ -2,8 +2,10 @@
 and a rich console report.
 
 `build_summary` and the `*_data` helpers compute (through stats); `render`, plots, html_report and the writers only
-draw. No Ray, TensorFlow or torch is imported here. Every AUC is image-level (one score per face crop) and says so: `auc_level` at the top of the
-summary, "image AUC" in the console.
+draw. No Ray, TensorFlow or torch is imported here. Every AUC says its level (`auc_level` on every row, "image-level AUC",
+"frame-level AUC" or "video-level AUC" in every table and figure): scores without a video_id are still images, scores
+with one are video frames, and a video's score is the mean of its frames'. Levels differ by several points, so they
+are computed, tested (Holm families included) and shown apart, never pooled.
 """
 
 from __future__ import annotations
@@ -34,9 +36,17 @@ BASELINE_VARIANT = "v1"
 # Diagnostic arms are shown beside the others but are not candidates in the tests against V1 (nor in Holm's family).
 CUE_VARIANT = "cue"
 CUE_IN_DOMAIN_AUC = 0.8
-# Headline numbers are image-level AUCs on the test splits, clean (no perturbation).
-AUC_LEVEL = "image"
-AUC_LABEL = f"{AUC_LEVEL}-level AUC"
+# "Beats V1 on the target" only counts where the cue itself is off chance: two near-0.5 AUCs say nothing.
+CUE_TARGET_MIN_AUC = 0.6
+# Headline numbers are AUCs on the test splits, clean (no perturbation), at each level the scores hold, in this order:
+# still images (video_id ""), video frames, and videos (the mean of their frames' scores; only where there are frames).
+AUC_LEVELS = ("image", "frame", "video")
+LEVEL_MEANING = {"image": "one score per still image's face crop",
+                 "frame": "one score per video frame's face crop",
+                 "video": "a video's score is the mean of its frames' scores"}
+# What one row of a level counts, in tables and figures ("sample" for images, as before levels existed).
+LEVEL_UNIT = {"image": "sample", "frame": "frame", "video": "video"}
+_LEVEL_ORDER = {lv: i for i, lv in enumerate(AUC_LEVELS)}
 # Beside summary.json in the run directory (schema.RunDir does not name them): run.root / FIGURES_DIR, run.root / REPORT_HTML.
 FIGURES_DIR = "figures"
 REPORT_HTML = "report.html"
@@ -56,6 +66,21 @@ WIDE_DIFF_CI = 0.1
 _PERTURBATION_ORDER = {p: i for i, p in enumerate(schema.PERTURBATIONS)}
 
 
+def auc_label(level: str) -> str:
+    """"image-level AUC", "frame-level AUC" or "video-level AUC": how every output names an AUC."""
+    return f"{level}-level AUC"
+
+
+def levels_of(summary: dict[str, Any]) -> list[str]:
+    """The AUC levels a summary holds, primary first (a summary from before `auc_levels` has one, `auc_level`)."""
+    return list(summary.get("auc_levels") or [summary["auc_level"]])
+
+
+def _level_key(level: str, *key: Any) -> tuple:
+    # Image-level bootstrap seeds keep the key they had before levels existed, so their CIs do not move.
+    return key if level == "image" else (*key, level)
+
+
 def _seed_for(cfg: ReportConfig, *key: Any) -> np.random.SeedSequence:
     """A bootstrap seed per (trial, domain) that does not depend on the order things are computed in."""
     digest = hashlib.sha256(repr(key).encode()).digest()
@@ -73,43 +98,86 @@ def _severity(perturbation: str, level: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class _Group:
-    """One (trial, domain, split, perturbation, level): its samples sorted by sample_id, so nothing hangs on row order."""
+    """One (trial, domain, split, perturbation, level, auc_level): its samples sorted by sample_id (for video level:
+    its videos, sorted by video_id, which stands in for sample_id), so nothing hangs on row order."""
 
     sample_id: np.ndarray
     label: np.ndarray
     score: np.ndarray
+    video_id: np.ndarray | None = None  # frame level only: the video of each frame
+
+
+# (trial_id, domain, split, perturbation, level, auc_level)
+GroupKey = tuple[str, str, str, str, int, str]
 
 
 @dataclass(frozen=True)
 class _Scores:
-    groups: dict[tuple[str, str, str, str, int], _Group]
+    groups: dict[GroupKey, _Group]
     trials: dict[str, dict[str, Any]]  # trial_id -> variant, augmentation, seed
 
 
 _GROUP_KEYS = ("trial_id", "domain", "split", "perturbation", "level")
 
 
+def _videos(frames: _Group, where: str) -> _Group:
+    """Video level from frame level: one row per video_id, its score the mean of its frames' scores and its label the
+    one its frames share. Frames of one video that disagree on the label are a broken file: SchemaError naming it."""
+    vid, inv = np.unique(frames.video_id, return_inverse=True)
+    inv = inv.reshape(-1)
+    n = np.bincount(inv)
+    n_fake = np.bincount(inv, weights=frames.label).astype(np.int64)
+    bad = np.flatnonzero((n_fake > 0) & (n_fake < n))
+    if len(bad):
+        i = bad[0]
+        more = f"; {len(bad) - 1} more video(s) likewise" if len(bad) > 1 else ""
+        raise schema.SchemaError(f"video {vid[i]} ({where}): its frames disagree on the label ({n_fake[i]} fake, "
+                                 f"{n[i] - n_fake[i]} real), yet a video has one label{more}")
+    return _Group(vid, (n_fake > 0).astype(np.int8), np.bincount(inv, weights=frames.score) / n)
+
+
 def _load(scores: pa.Table) -> _Scores:
-    """Split the scores table into groups in one sort, instead of one filter per group."""
-    t = scores.sort_by([(k, "ascending") for k in (*_GROUP_KEYS, "sample_id")])
+    """Split the scores table into groups in one sort, instead of one filter per group: still images (video_id "")
+    at image level, frames at frame level, and from the frames the videos at video level."""
+    frame = (pc.not_equal(scores.column("video_id"), "") if "video_id" in scores.column_names
+             else pa.array(np.zeros(scores.num_rows, bool)))
+    t = scores.append_column("_frame", frame).sort_by([(k, "ascending") for k in (*_GROUP_KEYS, "_frame", "sample_id")])
     cols = {k: t.column(k).to_numpy(zero_copy_only=False)
-            for k in (*_GROUP_KEYS, "sample_id", "variant", "augmentation", "seed")}
+            for k in (*_GROUP_KEYS, "_frame", "sample_id", "variant", "augmentation", "seed")}
+    video_id = t.column("video_id").to_numpy(zero_copy_only=False) if cols["_frame"].any() else None
     label = t.column("label").to_numpy().astype(np.int8)
     score = t.column("score").to_numpy().astype(np.float64)
     n = t.num_rows
     change = np.zeros(n, bool)
     change[:1] = True
-    for k in _GROUP_KEYS:
+    for k in (*_GROUP_KEYS, "_frame"):
         change[1:] |= cols[k][1:] != cols[k][:-1]
     starts = np.flatnonzero(change)
     groups, trials = {}, {}
     for a, b in zip(starts, np.r_[starts[1:], n]):
         trial = str(cols["trial_id"][a])
         key = (trial, str(cols["domain"][a]), str(cols["split"][a]), str(cols["perturbation"][a]), int(cols["level"][a]))
-        groups[key] = _Group(cols["sample_id"][a:b], label[a:b], score[a:b])
+        if cols["_frame"][a]:
+            g = _Group(cols["sample_id"][a:b], label[a:b], score[a:b], video_id[a:b])
+            groups[(*key, "frame")] = g
+            groups[(*key, "video")] = _videos(g, f"trial {key[0]}, {key[1]} {key[2]}, {key[3]} {key[4]}")
+        else:
+            groups[(*key, "image")] = _Group(cols["sample_id"][a:b], label[a:b], score[a:b])
         trials.setdefault(trial, dict(variant=str(cols["variant"][a]), augmentation=str(cols["augmentation"][a]),
                                       seed=int(cols["seed"][a])))
     return _Scores(groups, trials)
+
+
+def _mixed_warnings(data: _Scores) -> list[str]:
+    """Where one trial x domain x split holds both still images and video frames, say that they are kept apart."""
+    cells: dict[tuple[str, str], set[str]] = {}
+    for trial, domain, split, pert, level, auc_level in data.groups:
+        if auc_level == "image" and (trial, domain, split, pert, level, "frame") in data.groups:
+            cells.setdefault((domain, split), set()).add(trial)
+    return [f"{domain} {split}: {len(trials)} trial(s) hold both still images and video frames ({', '.join(sorted(trials))}): "
+            f"{auc_label('image')} on the stills, {auc_label('frame')} and {auc_label('video')} on the frames, "
+            "each apart, never pooled"
+            for (domain, split), trials in sorted(cells.items())]
 
 
 def _f1(cm: stats.Confusion) -> float:
@@ -130,25 +198,29 @@ def _metrics(y: np.ndarray, s: np.ndarray, cfg: ReportConfig, seed_key: tuple) -
 
 
 def metric_rows(data: _Scores, cfg: ReportConfig) -> list[dict]:
-    """One row per trial x domain x perturbation x level of the test split (metrics.csv, and the robustness table)."""
+    """One row per trial x domain x perturbation x level x AUC level of the test split (metrics.csv, and the
+    robustness table)."""
     rows = []
-    for (trial, domain, split, pert, level), g in data.groups.items():
+    for (trial, domain, split, pert, level, auc_level), g in data.groups.items():
         if split != "test":
             continue
         # The clean rows keep the seed key they always had, so their CIs do not move.
-        key = (trial, domain) if pert == "none" else (trial, domain, pert, level)
+        key = _level_key(auc_level, *((trial, domain) if pert == "none" else (trial, domain, pert, level)))
         meta = data.trials[trial]
         rows.append(dict(trial_id=trial, **meta, arm=_arm(meta["variant"], meta["augmentation"]), domain=domain,
-                         perturbation=pert, level=level, auc_level=AUC_LEVEL, **_metrics(g.label, g.score, cfg, key)))
-    rows.sort(key=lambda r: (r["domain"], r["variant"], r["augmentation"], r["seed"], r["trial_id"],
-                             _severity(r["perturbation"], r["level"])))
+                         perturbation=pert, level=level, auc_level=auc_level, **_metrics(g.label, g.score, cfg, key)))
+    rows.sort(key=lambda r: (_LEVEL_ORDER[r["auc_level"]], r["domain"], r["variant"], r["augmentation"], r["seed"],
+                             r["trial_id"], _severity(r["perturbation"], r["level"])))
     return rows
 
 
-def _val_threshold(data: _Scores, trial: str) -> tuple[float, str | None, int]:
-    """The threshold chosen on the trial's own clean source val split (its EER point), or nan and why not."""
-    g = data.groups.get((trial, "source", "val", "none", 0))
+def _val_threshold(data: _Scores, trial: str, auc_level: str) -> tuple[float, str | None, int]:
+    """The threshold chosen on the trial's own clean source val split at the same AUC level (its EER point), or nan
+    and why not."""
+    g = data.groups.get((trial, "source", "val", "none", 0, auc_level))
     if g is None:
+        if any(k[:5] == (trial, "source", "val", "none", 0) for k in data.groups):
+            return float("nan"), f"no {auc_level}-level source val rows for this trial", 0
         return float("nan"), "no source val rows for this trial", 0
     t = stats.eer(g.label, g.score).threshold
     if math.isnan(t):
@@ -162,9 +234,9 @@ def per_trial(data: _Scores, metrics: list[dict]) -> list[dict]:
     for m in metrics:
         if m["perturbation"] != "none":
             continue
-        r = {k: v for k, v in m.items() if k not in ("perturbation", "level", "auc_level")}
-        g = data.groups[m["trial_id"], m["domain"], "test", "none", m["level"]]
-        t, reason, n_val = _val_threshold(data, m["trial_id"])
+        r = {k: v for k, v in m.items() if k not in ("perturbation", "level")}
+        g = data.groups[m["trial_id"], m["domain"], "test", "none", m["level"], m["auc_level"]]
+        t, reason, n_val = _val_threshold(data, m["trial_id"], m["auc_level"])
         r.update(val_threshold=t, val_threshold_reason=reason, val_threshold_n=n_val)
         fields = ("accuracy", "precision", "recall", "f1", "tn", "fp", "fn", "tp")
         if reason is None:
@@ -179,26 +251,32 @@ def per_trial(data: _Scores, metrics: list[dict]) -> list[dict]:
 
 
 def aggregate(trials: list[dict]) -> list[dict]:
+    """Mean ± sd across seeds per AUC level, arm and domain."""
     out = []
-    for arm, domain in sorted({(t["arm"], t["domain"]) for t in trials}, key=lambda k: (k[1], k[0])):
-        sub = [t for t in trials if t["arm"] == arm and t["domain"] == domain]
+    cells = sorted({(t["auc_level"], t["arm"], t["domain"]) for t in trials},
+                   key=lambda k: (_LEVEL_ORDER[k[0]], k[2], k[1]))
+    for auc_level, arm, domain in cells:
+        sub = [t for t in trials if (t["auc_level"], t["arm"], t["domain"]) == (auc_level, arm, domain)]
         a, acc = stats.mean_sd([t["auc"] for t in sub]), stats.mean_sd([t["accuracy"] for t in sub])
         out.append(dict(arm=arm, variant=sub[0]["variant"], augmentation=sub[0]["augmentation"], domain=domain,
-                        n_seeds=a.n, seeds=sorted(t["seed"] for t in sub), auc_mean=a.mean, auc_sd=a.sd,
-                        accuracy_mean=acc.mean, accuracy_sd=acc.sd, sd_ddof=a.ddof))
+                        auc_level=auc_level, metric=auc_label(auc_level), n_seeds=a.n, seeds=sorted(t["seed"] for t in sub),
+                        auc_mean=a.mean, auc_sd=a.sd, accuracy_mean=acc.mean, accuracy_sd=acc.sd, sd_ddof=a.ddof))
     return out
 
 
-def _comparisons(trials: list[dict]) -> Iterator[tuple[str, str, str, dict[int, dict], dict[int, dict]]]:
-    """(domain, candidate arm, baseline arm, baseline trials by seed, candidate trials by seed), in a stable order."""
-    arms = sorted({t["arm"] for t in trials if t["variant"] not in (BASELINE_VARIANT, CUE_VARIANT)})
-    base_arms = sorted({t["arm"] for t in trials if t["variant"] == BASELINE_VARIANT})
-    for domain in sorted({t["domain"] for t in trials}):
-        for base in base_arms:
-            b = {t["seed"]: t for t in trials if t["arm"] == base and t["domain"] == domain}
-            for arm in arms:
-                c = {t["seed"]: t for t in trials if t["arm"] == arm and t["domain"] == domain}
-                yield domain, arm, base, b, c
+def _comparisons(trials: list[dict]) -> Iterator[tuple[str, str, str, str, dict[int, dict], dict[int, dict]]]:
+    """(AUC level, domain, candidate arm, baseline arm, baseline trials by seed, candidate trials by seed), in a
+    stable order; trials of one AUC level are only ever compared with trials of the same level."""
+    for auc_level in sorted({t["auc_level"] for t in trials}, key=_LEVEL_ORDER.get):
+        at = [t for t in trials if t["auc_level"] == auc_level]
+        arms = sorted({t["arm"] for t in at if t["variant"] not in (BASELINE_VARIANT, CUE_VARIANT)})
+        base_arms = sorted({t["arm"] for t in at if t["variant"] == BASELINE_VARIANT})
+        for domain in sorted({t["domain"] for t in at}):
+            for base in base_arms:
+                b = {t["seed"]: t for t in at if t["arm"] == base and t["domain"] == domain}
+                for arm in arms:
+                    c = {t["seed"]: t for t in at if t["arm"] == arm and t["domain"] == domain}
+                    yield auc_level, domain, arm, base, b, c
 
 
 @dataclass(frozen=True)
@@ -222,19 +300,22 @@ def _pair(c: _Group, b: _Group) -> _Pair:
 
 
 def per_seed_tests(data: _Scores, trials: list[dict], cfg: ReportConfig) -> tuple[list[dict], dict[tuple, _Pair]]:
-    """Each non-baseline arm against V1 of the same seed, per domain, paired on sample_id: DeLong's one-sided test and
-    the paired bootstrap CI of ΔAUC. Also returns the joined scores, which the across-seed bootstrap resamples."""
+    """Each non-baseline arm against V1 of the same seed, per AUC level and domain, paired on sample_id (on video_id at
+    video level): DeLong's one-sided test and the paired bootstrap CI of ΔAUC. Also returns the joined scores, which the
+    across-seed bootstrap resamples."""
     out, pairs = [], {}
-    for domain, arm, base, b, c in _comparisons(trials):
+    for auc_level, domain, arm, base, b, c in _comparisons(trials):
         for seed in sorted(set(b) & set(c)):
             ct, bt = c[seed]["trial_id"], b[seed]["trial_id"]
-            p = _pair(data.groups[ct, domain, "test", "none", 0], data.groups[bt, domain, "test", "none", 0])
-            pairs[domain, arm, base, seed] = p
+            p = _pair(data.groups[ct, domain, "test", "none", 0, auc_level],
+                      data.groups[bt, domain, "test", "none", 0, auc_level])
+            pairs[auc_level, domain, arm, base, seed] = p
             dl = stats.delong_test(p.y, p.s_candidate, p.s_baseline)
             pb = stats.paired_bootstrap_auc_diff(p.y, p.s_candidate, p.s_baseline, n_resamples=cfg.bootstrap_samples,
-                                                 level=cfg.ci_level, seed=_seed_for(cfg, "paired", ct, bt, domain))
+                                                 level=cfg.ci_level,
+                                                 seed=_seed_for(cfg, *_level_key(auc_level, "paired", ct, bt, domain)))
             out.append(dict(domain=domain, seed=seed, candidate=arm, baseline=base, candidate_trial=ct, baseline_trial=bt,
-                            metric=AUC_LABEL, n_paired=len(p.y), n_real=dl.n_neg, n_fake=dl.n_pos,
+                            auc_level=auc_level, metric=auc_label(auc_level), n_paired=len(p.y), n_real=dl.n_neg, n_fake=dl.n_pos,
                             n_only_candidate=p.n_only_candidate, n_only_baseline=p.n_only_baseline,
                             n_label_disagree=p.n_label_disagree, auc_candidate=dl.auc_candidate,
                             auc_baseline=dl.auc_baseline, diff=dl.diff, delong_z=dl.z, delong_se=dl.se,
@@ -245,28 +326,29 @@ def per_seed_tests(data: _Scores, trials: list[dict], cfg: ReportConfig) -> tupl
 
 
 def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: ReportConfig) -> list[dict]:
-    """Each non-baseline arm against V1, paired by seed, per domain: one-tailed paired t-test (H1: arm > V1), its
-    Holm adjustment over the candidate arms of the domain, Wilcoxon (enough seeds only) and the hierarchical
-    bootstrap CI of the mean ΔAUC (seeds, then samples)."""
+    """Each non-baseline arm against V1, paired by seed, per AUC level and domain: one-tailed paired t-test (H1: arm >
+    V1), its Holm adjustment over the candidate arms of the domain at that level (a family never mixes levels),
+    Wilcoxon (enough seeds only) and the hierarchical bootstrap CI of the mean ΔAUC (seeds, then samples)."""
     out = []
-    for domain, arm, base, b, c in _comparisons(trials):
+    for auc_level, domain, arm, base, b, c in _comparisons(trials):
         seeds = sorted(set(b) & set(c))
         cand, basel = [c[s]["auc"] for s in seeds], [b[s]["auc"] for s in seeds]
         res = stats.paired_t_greater(cand, basel)
         w = stats.wilcoxon_greater(cand, basel)
-        joined = [pairs[domain, arm, base, s] for s in seeds]
+        joined = [pairs[auc_level, domain, arm, base, s] for s in seeds]
         hb = stats.hierarchical_bootstrap_mean_diff([(p.y, p.s_candidate, p.s_baseline) for p in joined],
                                                     n_resamples=cfg.bootstrap_samples, level=cfg.ci_level,
-                                                    seed=_seed_for(cfg, "hierarchical", domain, arm, base))
+                                                    seed=_seed_for(cfg, *_level_key(auc_level, "hierarchical", domain,
+                                                                                    arm, base)))
         unpaired = [s for s in seeds if c[s]["sample_ids_hash"] != b[s]["sample_ids_hash"]]
-        out.append(dict(domain=domain, candidate=arm, baseline=base, metric=AUC_LABEL,
+        out.append(dict(domain=domain, candidate=arm, baseline=base, auc_level=auc_level, metric=auc_label(auc_level),
                         test="one-tailed paired t-test across seeds", alternative=res.alternative,
                         seeds=seeds, n_pairs=res.n_pairs, mean_diff=res.mean_diff, t=res.t, df=res.df,
                         p_value=res.p_value, samples_differ_for_seeds=unpaired,
                         wilcoxon_statistic=w.statistic, wilcoxon_p=w.p_value, wilcoxon_reason=w.reason,
                         hier_mean_diff=hb.mean_diff, hier_ci_low=hb.low, hier_ci_high=hb.high, hier_ci_level=hb.level))
-    for domain in {t["domain"] for t in out}:
-        family = [t for t in out if t["domain"] == domain]
+    for family_key in {(t["auc_level"], t["domain"]) for t in out}:
+        family = [t for t in out if (t["auc_level"], t["domain"]) == family_key]
         for t, p in zip(family, stats.holm([t["p_value"] for t in family])):
             t["p_holm"] = p
             t["holm_family"] = len(family)
@@ -283,17 +365,19 @@ def _mean_band(values: list[float], level: float) -> tuple[stats.MeanSD, float, 
 
 
 def robustness(metrics: list[dict], cfg: ReportConfig) -> list[dict]:
-    """AUC and accuracy against perturbation level, per arm and domain, across seeds; empty when nothing is perturbed."""
+    """AUC and accuracy against perturbation level, per AUC level, arm and domain, across seeds; empty when nothing is
+    perturbed."""
     out = []
     cells: dict[tuple, list[dict]] = {}
     for m in metrics:
         if m["perturbation"] != "none":
-            cells.setdefault((m["domain"], m["arm"], m["perturbation"], m["level"]), []).append(m)
-    for (domain, arm, pert, level), sub in sorted(cells.items(), key=lambda kv: (*kv[0][:2], _severity(*kv[0][2:]))):
+            cells.setdefault((m["auc_level"], m["domain"], m["arm"], m["perturbation"], m["level"]), []).append(m)
+    order = lambda kv: (_LEVEL_ORDER[kv[0][0]], *kv[0][1:3], _severity(*kv[0][3:]))  # noqa: E731
+    for (auc_level, domain, arm, pert, level), sub in sorted(cells.items(), key=order):
         a, a_low, a_high = _mean_band([m["auc"] for m in sub], cfg.ci_level)
         acc, acc_low, acc_high = _mean_band([m["accuracy"] for m in sub], cfg.ci_level)
         out.append(dict(domain=domain, arm=arm, variant=sub[0]["variant"], augmentation=sub[0]["augmentation"],
-                        perturbation=pert, level=level, metric=AUC_LABEL, n_seeds=a.n, seeds=sorted(m["seed"] for m in sub),
+                        perturbation=pert, level=level, auc_level=auc_level, metric=auc_label(auc_level), n_seeds=a.n, seeds=sorted(m["seed"] for m in sub),
                         auc_mean=a.mean, auc_sd=a.sd, auc_band_low=a_low, auc_band_high=a_high,
                         accuracy_mean=acc.mean, accuracy_sd=acc.sd, accuracy_band_low=acc_low,
                         accuracy_band_high=acc_high, threshold=cfg.threshold, band_level=cfg.ci_level, sd_ddof=a.ddof))
@@ -302,12 +386,14 @@ def robustness(metrics: list[dict], cfg: ReportConfig) -> list[dict]:
 
 def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], seed_tests: list[dict],
                  cfg: ReportConfig) -> list[str]:
+    """Validity warnings; each one about an AUC names its level (image-level warnings read as before levels existed)."""
     warns = []
     for t in trials:
         if t["predicts_one_class"]:
             called = "fake" if t["tp"] + t["fp"] else "real"
-            warns.append(f"{t['trial_id']} calls every {t['domain']} test sample {called} at threshold "
-                         f"{t['threshold']}: its accuracy says nothing about ranking ({AUC_LABEL} {t['auc']:.3f})")
+            warns.append(f"{t['trial_id']} calls every {t['domain']} test {LEVEL_UNIT[t['auc_level']]} {called} at "
+                         f"threshold {t['threshold']}: its accuracy says nothing about ranking "
+                         f"({auc_label(t['auc_level'])} {t['auc']:.3f})")
     for t in trials:
         share = t["predicted_fake_share"]
         dominant = max(share, 1 - share) >= DOMINANT_SHARE
@@ -315,56 +401,69 @@ def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], 
             called, frac = ("fake", share) if share >= 0.5 else ("real", 1 - share)
             at_val = (f"no source-val threshold ({t['val_threshold_reason']})" if t["val_threshold_reason"] else
                       f"at the source-val threshold {t['val_threshold']:.3f} accuracy is {t['accuracy_at_val_threshold']:.3f}")
-            warns.append(f"{t['trial_id']} on {t['domain']}: ranking fine, calibration off — {AUC_LABEL} "
+            warns.append(f"{t['trial_id']} on {t['domain']}: ranking fine, calibration off — {auc_label(t['auc_level'])} "
                          f"{t['auc']:.3f} but accuracy {t['accuracy']:.3f} at threshold {t['threshold']}, "
-                         f"{frac:.0%} of samples called {called}; {at_val}")
+                         f"{frac:.0%} of {LEVEL_UNIT[t['auc_level']]}s called {called}; {at_val}")
     warns += _shortcut_warnings(aggregates)
     no_val = sorted({t["trial_id"] for t in trials if t["val_threshold_reason"] is not None})
     if no_val:
         warns.append(f"no source-val threshold for {', '.join(no_val)}: their *_at_val_threshold fields are empty")
+    few = {}  # seeds do not depend on the level: one warning per arm and domain
     for a in aggregates:
         if a["n_seeds"] < 3:
-            warns.append(f"{a['arm']} on {a['domain']} has {a['n_seeds']} seed(s): fewer than 3, the across-seed test is weak or undefined")
+            few.setdefault((a["arm"], a["domain"]), a["n_seeds"])
+    for (arm, domain), n in few.items():
+        warns.append(f"{arm} on {domain} has {n} seed(s): fewer than 3, the across-seed test is weak or undefined")
     for t in tests:
         if t["samples_differ_for_seeds"]:
+            unit = LEVEL_UNIT[t["auc_level"]]
             same = [s for s in seed_tests if s["seed"] in t["samples_differ_for_seeds"]
-                    and (s["domain"], s["candidate"], s["baseline"]) == (t["domain"], t["candidate"], t["baseline"])]
+                    and (s["auc_level"], s["domain"], s["candidate"], s["baseline"])
+                    == (t["auc_level"], t["domain"], t["candidate"], t["baseline"])]
             detail = "; ".join(f"seed {s['seed']}: {s['n_paired']} paired, {s['n_only_candidate']} only in "
                                f"{t['candidate']}, {s['n_only_baseline']} only in {t['baseline']}" for s in same)
-            warns.append(f"{t['candidate']} and {t['baseline']} were scored on different samples for seeds "
-                         f"{t['samples_differ_for_seeds']} on {t['domain']}: paired tests use the common samples only ({detail})")
+            level = "" if t["auc_level"] == "image" else f" of {t['metric']}"
+            warns.append(f"{t['candidate']} and {t['baseline']} were scored on different {unit}s for seeds "
+                         f"{t['samples_differ_for_seeds']} on {t['domain']}: paired tests{level} use the common "
+                         f"{unit}s only ({detail})")
     for s in seed_tests:
         if s["n_label_disagree"]:
+            level = "" if s["auc_level"] == "image" else f" of {s['metric']}"
             warns.append(f"{s['candidate_trial']} and {s['baseline_trial']} on {s['domain']} disagree on the label of "
-                         f"{s['n_label_disagree']} sample(s): left out of the paired tests")
+                         f"{s['n_label_disagree']} {LEVEL_UNIT[s['auc_level']]}(s): left out of the paired tests{level}")
     for t in trials:
         if t["auc_ci_high"] - t["auc_ci_low"] > 0.2:
-            warns.append(f"{t['trial_id']} on {t['domain']}: {AUC_LABEL} CI [{t['auc_ci_low']:.3f}, {t['auc_ci_high']:.3f}] "
-                         "is wider than 0.2: too few test samples to conclude much")
-    for domain in sorted({s["domain"] for s in seed_tests}):
-        sub = [s for s in seed_tests if s["domain"] == domain]
+            warns.append(f"{t['trial_id']} on {t['domain']}: {auc_label(t['auc_level'])} CI [{t['auc_ci_low']:.3f}, "
+                         f"{t['auc_ci_high']:.3f}] is wider than 0.2: too few test {LEVEL_UNIT[t['auc_level']]}s to "
+                         "conclude much")
+    cells = sorted({(s["auc_level"], s["domain"]) for s in seed_tests}, key=lambda k: (_LEVEL_ORDER[k[0]], k[1]))
+    for auc_level, domain in cells:
+        sub = [s for s in seed_tests if (s["auc_level"], s["domain"]) == (auc_level, domain)]
         wide = [s for s in sub
                 if s["diff_ci_low"] < 0 < s["diff_ci_high"] and s["diff_ci_high"] - s["diff_ci_low"] > WIDE_DIFF_CI]
         if wide:
             which = ", ".join(f"{s['candidate']} vs {s['baseline']} seed {s['seed']}" for s in wide)
-            warns.append(f"{domain}: the paired-bootstrap {cfg.ci_level:.0%} CI of Δ {AUC_LABEL} contains 0 and is wider "
-                         f"than {WIDE_DIFF_CI} for {len(wide)} of {len(sub)} per-seed comparisons ({which}): "
+            warns.append(f"{domain}: the paired-bootstrap {cfg.ci_level:.0%} CI of Δ {auc_label(auc_level)} contains 0 "
+                         f"and is wider than {WIDE_DIFF_CI} for {len(wide)} of {len(sub)} per-seed comparisons ({which}): "
                          "CIs too wide to conclude per seed")
     return warns
 
 
 def _shortcut_warnings(aggregates: list[dict]) -> list[str]:
-    """The data carry a shortcut when the trivial `cue` is strong in-domain or beats V1 on the target."""
-    cue = {a["domain"]: a for a in aggregates if a["variant"] == CUE_VARIANT}
-    v1 = {a["domain"]: a for a in aggregates if a["variant"] == BASELINE_VARIANT}
+    """The data carry a shortcut when the trivial `cue` is strong in-domain or beats V1 on the target (per AUC level)."""
     out = []
-    if "source" in cue and cue["source"]["auc_mean"] >= CUE_IN_DOMAIN_AUC:
-        out.append(f"shortcut: the trivial cue (sharpness/intensity histograms + logistic regression) reaches "
-                   f"{AUC_LABEL} {cue['source']['auc_mean']:.3f} on the source test: the fakes carry a cue a detector "
-                   "can learn instead of the manipulation")
-    if "target" in cue and "target" in v1 and cue["target"]["auc_mean"] > v1["target"]["auc_mean"]:
-        out.append(f"shortcut: the trivial cue beats V1 on the target ({AUC_LABEL} {cue['target']['auc_mean']:.3f} vs "
-                   f"{v1['target']['auc_mean']:.3f}): the target's fakes differ by simple image statistics")
+    for auc_level in sorted({a["auc_level"] for a in aggregates}, key=_LEVEL_ORDER.get):
+        label = auc_label(auc_level)
+        cue = {a["domain"]: a for a in aggregates if a["variant"] == CUE_VARIANT and a["auc_level"] == auc_level}
+        v1 = {a["domain"]: a for a in aggregates if a["variant"] == BASELINE_VARIANT and a["auc_level"] == auc_level}
+        if "source" in cue and cue["source"]["auc_mean"] >= CUE_IN_DOMAIN_AUC:
+            out.append(f"shortcut: the trivial cue (sharpness/intensity histograms + logistic regression) reaches "
+                       f"{label} {cue['source']['auc_mean']:.3f} on the source test: the fakes carry a cue a detector "
+                       "can learn instead of the manipulation")
+        if ("target" in cue and "target" in v1 and cue["target"]["auc_mean"] > v1["target"]["auc_mean"]
+                and cue["target"]["auc_mean"] >= CUE_TARGET_MIN_AUC):
+            out.append(f"shortcut: the trivial cue beats V1 on the target ({label} {cue['target']['auc_mean']:.3f} vs "
+                       f"{v1['target']['auc_mean']:.3f}): the target's fakes differ by simple image statistics")
     return out
 
 
@@ -418,11 +517,16 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
     with _timed(timings, "robustness"):
         robust = robustness(metrics, cfg)
     ci = f"{cfg.ci_level:.0%}"
+    levels = _levels_present({m["auc_level"] for m in metrics} or {k[-1] for k in data.groups})
     return dict(
         dfsweep_version=__version__,
         run_dir=str(run.root),
-        auc_level=AUC_LEVEL,
+        auc_level=levels[0],  # the primary level (kept from when there was only one)
+        auc_levels=levels,
         statistics=dict(
+            auc_levels={lv: LEVEL_MEANING[lv] for lv in levels},
+            levels_apart=("every row names its auc_level; levels are computed, tested and shown apart, never pooled: "
+                          "Holm families are per domain and level, video-level pairs join on video_id"),
             ci=f"{ci} stratified percentile bootstrap, B={cfg.bootstrap_samples}, seed={cfg.seed}",
             sd="sample standard deviation across seeds (ddof=1)",
             test="one-tailed paired t-test across seeds, H1: candidate AUC > V1 AUC, df = seeds - 1",
@@ -448,8 +552,13 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
         per_seed_tests=seed_tests,
         robustness=robust,
         metrics=metrics,
-        warnings=warnings_for(trials, aggs, tests, seed_tests, cfg),
+        warnings=_mixed_warnings(data) + warnings_for(trials, aggs, tests, seed_tests, cfg),
     )
+
+
+def _levels_present(levels: set[str]) -> list[str]:
+    """The levels in AUC_LEVELS order; an empty run counts as image-level, as every run did before levels existed."""
+    return sorted(levels, key=_LEVEL_ORDER.get) or ["image"]
 
 # Data behind the figures (plots.py draws these and computes nothing of its own).
 
@@ -463,52 +572,58 @@ def roc_curve(y, s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return stats._roc(y, s)
 
 
-def _clean_test_groups(scores: pa.Table) -> list[tuple[dict[str, Any], str, _Group]]:
-    """(trial meta with its arm, domain, group) of every clean test group, ordered by domain, arm, seed, trial."""
+def _clean_test_groups(scores: pa.Table, levels: tuple[str, ...] = AUC_LEVELS
+                       ) -> list[tuple[dict[str, Any], str, str, _Group]]:
+    """(trial meta with its arm, domain, AUC level, group) of every clean test group at the given levels, ordered by
+    level, domain, arm, seed, trial."""
     clean = scores.filter(pc.and_(pc.equal(scores.column("split"), "test"),
                                   pc.equal(scores.column("perturbation"), "none")))
     data = _load(clean)
     out = [(dict(data.trials[trial], trial_id=trial, arm=_arm(data.trials[trial]["variant"],
-                                                                data.trials[trial]["augmentation"])), domain, g)
-           for (trial, domain, _, _, _), g in data.groups.items()]
-    out.sort(key=lambda x: (x[1], x[0]["arm"], x[0]["seed"], x[0]["trial_id"]))
+                                                                data.trials[trial]["augmentation"])), domain, auc_level, g)
+           for (trial, domain, _, _, _, auc_level), g in data.groups.items() if auc_level in levels]
+    out.sort(key=lambda x: (_LEVEL_ORDER[x[2]], x[1], x[0]["arm"], x[0]["seed"], x[0]["trial_id"]))
     return out
 
 
 def roc_data(scores: pa.Table) -> list[dict[str, Any]]:
-    """One ROC per trial and domain (test split, clean), with its image-level AUC; groups lacking a class are left out."""
+    """One ROC per trial, domain and AUC level (test split, clean), with its AUC and level; groups lacking a class are
+    left out."""
     out = []
-    for meta, domain, g in _clean_test_groups(scores):
+    for meta, domain, auc_level, g in _clean_test_groups(scores):
         if g.label.all() or not g.label.any():
             continue
         fpr, tpr, thr = roc_curve(g.label, g.score)
-        out.append(dict(meta, domain=domain, fpr=fpr, tpr=tpr, thresholds=thr, auc=stats.auc(g.label, g.score),
-                        metric=AUC_LABEL))
+        out.append(dict(meta, domain=domain, auc_level=auc_level, fpr=fpr, tpr=tpr, thresholds=thr,
+                        auc=stats.auc(g.label, g.score), metric=auc_label(auc_level)))
     return out
 
 
 def score_distributions(scores: pa.Table) -> list[dict[str, Any]]:
-    """Scores of real and of fake test samples (clean) per arm and domain, pooled over the arm's seeds."""
-    cells: dict[tuple[str, str], list[tuple[dict, _Group]]] = {}
-    for meta, domain, g in _clean_test_groups(scores):
-        cells.setdefault((meta["arm"], domain), []).append((meta, g))
+    """Scores of real and of fake test samples (clean) per AUC level, arm and domain, pooled over the arm's seeds (at
+    video level, the videos' mean scores)."""
+    cells: dict[tuple[str, str, str], list[tuple[dict, _Group]]] = {}
+    for meta, domain, auc_level, g in _clean_test_groups(scores):
+        cells.setdefault((auc_level, meta["arm"], domain), []).append((meta, g))
     out = []
-    for (arm, domain), sub in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (auc_level, arm, domain), sub in sorted(cells.items(), key=lambda kv: (_LEVEL_ORDER[kv[0][0]], kv[0][2], kv[0][1])):
         score = np.concatenate([g.score for _, g in sub])
         label = np.concatenate([g.label for _, g in sub])
-        out.append(dict(arm=arm, domain=domain, seeds=sorted(m["seed"] for m, _ in sub), real=np.sort(score[label == 0]),
-                        fake=np.sort(score[label == 1])))
+        out.append(dict(arm=arm, domain=domain, auc_level=auc_level, seeds=sorted(m["seed"] for m, _ in sub),
+                        real=np.sort(score[label == 0]), fake=np.sort(score[label == 1])))
     return out
 
 
 def confusion_data(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Confusion counts at the report threshold per arm and domain, summed over the arm's seeds (test split, clean)."""
-    cells: dict[tuple[str, str], list[dict]] = {}
+    """Confusion counts at the report threshold per AUC level, arm and domain, summed over the arm's seeds (test split,
+    clean)."""
+    cells: dict[tuple[str, str, str], list[dict]] = {}
     for t in summary["trials"]:
-        cells.setdefault((t["arm"], t["domain"]), []).append(t)
-    return [dict(arm=arm, domain=domain, threshold=summary["statistics"]["threshold"],
+        cells.setdefault((t["auc_level"], t["arm"], t["domain"]), []).append(t)
+    return [dict(arm=arm, domain=domain, auc_level=auc_level, threshold=summary["statistics"]["threshold"],
                  seeds=sorted(t["seed"] for t in sub), **{k: int(sum(t[k] for t in sub)) for k in ("tn", "fp", "fn", "tp")})
-            for (arm, domain), sub in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+            for (auc_level, arm, domain), sub in sorted(cells.items(),
+                                                         key=lambda kv: (_LEVEL_ORDER[kv[0][0]], kv[0][2], kv[0][1]))]
 
 
 def arms_of(scores: pa.Table) -> list[str]:
@@ -520,9 +635,10 @@ def arms_of(scores: pa.Table) -> list[str]:
 def top_errors(scores: pa.Table, arm: str, *, k: int = CONTACT_SHEET_K, threshold: float = 0.5) -> list[dict[str, Any]]:
     """The k misclassified test samples (clean; a score >= threshold is called fake) with the largest |score - label|,
     pooled over the trials of one arm. A sample wrong in several seeds counts once, with its worst error (ties: the
-    first trial_id); ties between samples go to the smaller sample_id, so the list does not depend on row order."""
+    first trial_id); ties between samples go to the smaller sample_id, so the list does not depend on row order.
+    Samples are images and frames (each has a crop to show), not videos."""
     worst: dict[str, dict[str, Any]] = {}
-    for meta, domain, g in _clean_test_groups(scores):
+    for meta, domain, _, g in _clean_test_groups(scores, ("image", "frame")):
         if meta["arm"] != arm:
             continue
         wrong = np.flatnonzero((g.score >= threshold) != (g.label == 1))
@@ -582,8 +698,19 @@ def _ci(low: float | None, high: float | None, nd: int = 3) -> str:
     return f"[{_f(low, nd)}, {_f(high, nd)}]"
 
 
+def _levels_sentence(levels: list[str]) -> str:
+    """How the console and report.html say which AUCs a run holds."""
+    if levels == ["image"]:
+        return "AUCs are image-level"
+    return ("AUCs are " + " and ".join(f"{lv}-level ({LEVEL_MEANING[lv]})" for lv in levels)
+            + ", each in its own rows, never pooled")
+
+
+_N_HEADER = {"image": "n (real/fake)", "frame": "frames (real/fake)", "video": "videos (real/fake)"}
+
+
 def render(summary: dict[str, Any], console=None) -> None:
-    """Draw the summary as rich tables; computes nothing."""
+    """Draw the summary as rich tables, one per AUC level where a run has several; computes nothing."""
     from rich.console import Console
     from rich.panel import Panel
     from rich.table import Table
@@ -593,13 +720,13 @@ def render(summary: dict[str, Any], console=None) -> None:
     tr, sw = cfg.get("train", {}), cfg.get("sweep", {})
     counts = summary.get("counts", {})
     st = summary["statistics"]
-    auc = f"{summary['auc_level']} AUC"
+    levels = levels_of(summary)
     thr = st["threshold"]
     head = [f"run: {summary['run_dir']}   dfsweep {summary['dfsweep_version']}",
             f"model: Xception {tr.get('input_size_px', '?')} px, pixel range {tr.get('pixel_range', '?')}, weights "
             f"{Path(str(tr.get('weights', '?'))).name}; head {tr.get('head_epochs', '?')} epochs @ {tr.get('head_lr', '?')}, "
             f"V2 fine-tune {tr.get('finetune_epochs', '?')} epochs @ {tr.get('finetune_lr', '?')}",
-            f"seeds: {sw.get('seeds', '?')}   AUCs are {summary['auc_level']}-level, on test splits, clean unless a "
+            f"seeds: {sw.get('seeds', '?')}   {_levels_sentence(levels)}, on test splits, clean unless a "
             "perturbation is named",
             f"statistics: {st['ci']}; {st['sd']}"]
     if counts:
@@ -608,77 +735,100 @@ def render(summary: dict[str, Any], console=None) -> None:
         head.append("crops: " + ", ".join(f"{k} {v}" for k, v in counts["crops_by_domain_split_label"].items()))
     console.print(Panel("\n".join(head), title="dfsweep report", expand=False))
     ci_name = f"{st['ci'].split()[0]} CI"
+    alpha = st["alpha"]
 
-    t = Table(title="Per trial (test split, clean)", show_lines=False)
-    for col in ("trial", "domain", "n (real/fake)", auc, ci_name, "AP", "EER", f"acc@{thr}", f"F1@{thr}",
-                f"TN FP FN TP @{thr}"):
-        t.add_column(col, justify="right" if col not in ("trial", "domain") else "left")
-    for r in summary["trials"]:
-        t.add_row(r["trial_id"], r["domain"], f"{r['n']} ({r['n_real']}/{r['n_fake']})", _f(r["auc"]),
-                  _ci(r["auc_ci_low"], r["auc_ci_high"]), _f(r["average_precision"]), _f(r["eer"]),
-                  _f(r["accuracy"]), _f(r["f1"]), f"{r['tn']} {r['fp']} {r['fn']} {r['tp']}")
-    console.print(t)
+    def at(rows: list[dict], level: str) -> list[dict]:
+        return [r for r in rows if r["auc_level"] == level]
 
-    v = Table(title="Per trial at the threshold chosen on source val (its EER point), test split, clean")
-    for col in ("trial", "domain", "val threshold", "accuracy", "precision", "recall", "F1", "TN FP FN TP"):
-        v.add_column(col, justify="right" if col not in ("trial", "domain") else "left")
-    for r in summary["trials"]:
-        if r["val_threshold_reason"] is not None:
-            v.add_row(r["trial_id"], r["domain"], f"— ({r['val_threshold_reason']})", "—", "—", "—", "—", "—")
+    def titled(title: str, level: str) -> str:
+        return title if len(levels) == 1 else f"{title} — {auc_label(level)}"
+
+    for level in levels:
+        auc = auc_label(level)
+        t = Table(title=titled("Per trial (test split, clean)", level), show_lines=False)
+        for col in ("trial", "domain", _N_HEADER[level], auc, ci_name, "AP", "EER", f"acc@{thr}", f"F1@{thr}",
+                    f"TN FP FN TP @{thr}"):
+            t.add_column(col, justify="right" if col not in ("trial", "domain") else "left")
+        for r in at(summary["trials"], level):
+            t.add_row(r["trial_id"], r["domain"], f"{r['n']} ({r['n_real']}/{r['n_fake']})", _f(r["auc"]),
+                      _ci(r["auc_ci_low"], r["auc_ci_high"]), _f(r["average_precision"]), _f(r["eer"]),
+                      _f(r["accuracy"]), _f(r["f1"]), f"{r['tn']} {r['fp']} {r['fn']} {r['tp']}")
+        console.print(t)
+
+    for level in levels:
+        v = Table(title=titled("Per trial at the threshold chosen on source val (its EER point), test split, clean", level))
+        for col in ("trial", "domain", "val threshold", "accuracy", "precision", "recall", "F1", "TN FP FN TP"):
+            v.add_column(col, justify="right" if col not in ("trial", "domain") else "left")
+        for r in at(summary["trials"], level):
+            if r["val_threshold_reason"] is not None:
+                v.add_row(r["trial_id"], r["domain"], f"— ({r['val_threshold_reason']})", "—", "—", "—", "—", "—")
+                continue
+            v.add_row(r["trial_id"], r["domain"], _f(r["val_threshold"]), _f(r["accuracy_at_val_threshold"]),
+                      _f(r["precision_at_val_threshold"]), _f(r["recall_at_val_threshold"]), _f(r["f1_at_val_threshold"]),
+                      " ".join(str(r[f"{k}_at_val_threshold"]) for k in ("tn", "fp", "fn", "tp")))
+        console.print(v)
+
+    for level in levels:
+        a = Table(title=titled("Across seeds: mean ± sd (ddof=1)", level))
+        for col in ("variant/augmentation", "domain", "seeds", auc_label(level), "accuracy"):
+            a.add_column(col)
+        for r in at(summary["aggregate"], level):
+            a.add_row(r["arm"], r["domain"], str(r["n_seeds"]), f"{_f(r['auc_mean'])} ± {_f(r['auc_sd'])}",
+                      f"{_f(r['accuracy_mean'])} ± {_f(r['accuracy_sd'])}")
+        console.print(a)
+
+    for level in levels:
+        rows = at(summary["per_seed_tests"], level)
+        if not rows:
             continue
-        v.add_row(r["trial_id"], r["domain"], _f(r["val_threshold"]), _f(r["accuracy_at_val_threshold"]),
-                  _f(r["precision_at_val_threshold"]), _f(r["recall_at_val_threshold"]), _f(r["f1_at_val_threshold"]),
-                  " ".join(str(r[f"{k}_at_val_threshold"]) for k in ("tn", "fp", "fn", "tp")))
-    console.print(v)
-
-    a = Table(title="Across seeds: mean ± sd (ddof=1)")
-    for col in ("variant/augmentation", "domain", "seeds", auc, "accuracy"):
-        a.add_column(col)
-    for r in summary["aggregate"]:
-        a.add_row(r["arm"], r["domain"], str(r["n_seeds"]), f"{_f(r['auc_mean'])} ± {_f(r['auc_sd'])}",
-                  f"{_f(r['accuracy_mean'])} ± {_f(r['accuracy_sd'])}")
-    console.print(a)
-
-    if summary["per_seed_tests"]:
-        p = Table(title=f"Per seed: candidate vs V1 on the same samples (joined on sample_id), Δ {auc}",
+        join = "video_id" if level == "video" else "sample_id"
+        p = Table(title=f"Per seed: candidate vs V1 on the same {LEVEL_UNIT[level]}s (joined on {join}), "
+                        f"Δ {auc_label(level)}",
                   caption="P_boot(Δ>0): share of paired bootstrap resamples with Δ > 0 — a bootstrap probability, not a p-value")
         for col in ("domain", "seed", "candidate vs baseline", "paired n", "Δ", "DeLong z", "DeLong p (one-sided)",
                     f"paired bootstrap {ci_name}", "P_boot(Δ>0)"):
             p.add_column(col)
-        for r in summary["per_seed_tests"]:
+        for r in rows:
             p.add_row(r["domain"], str(r["seed"]), f"{r['candidate']} vs {r['baseline']}", str(r["n_paired"]),
                       _f(r["diff"], 4), _f(r["delong_z"], 2), _f(r["delong_p"], 4),
                       _ci(r["diff_ci_low"], r["diff_ci_high"], 4), _f(r["prob_positive"]))
         console.print(p)
 
-    s = Table(title=f"Is the candidate better than V1? one-tailed paired t-test across seeds (H1: Δ {auc} > 0)",
-              caption="p Holm: adjusted over the candidate arms of a domain; the verdict uses it")
-    for col in ("domain", "candidate vs baseline", "pairs", "mean Δ", "t", "df", "p (one-sided)", "p Holm", "verdict (Holm)"):
-        s.add_column(col)
-    alpha = st["alpha"]
-    for r in summary["tests"]:
-        ph = r.get("p_holm")
-        verdict = verdict_text(ph, alpha)
-        s.add_row(r["domain"], f"{r['candidate']} vs {r['baseline']}", str(r["n_pairs"]), _f(r["mean_diff"], 4),
-                  _f(r["t"]), str(r["df"]), _f(r["p_value"], 4), _f(ph, 4), verdict)
-    console.print(s)
+    for level in levels:
+        s = Table(title=f"Is the candidate better than V1? one-tailed paired t-test across seeds (H1: Δ {auc_label(level)} > 0)",
+                  caption="p Holm: adjusted over the candidate arms of a domain" + ("" if len(levels) == 1 else
+                                                                                     " at this level")
+                          + "; the verdict uses it")
+        for col in ("domain", "candidate vs baseline", "pairs", "mean Δ", "t", "df", "p (one-sided)", "p Holm",
+                    "verdict (Holm)"):
+            s.add_column(col)
+        for r in at(summary["tests"], level):
+            ph = r.get("p_holm")
+            s.add_row(r["domain"], f"{r['candidate']} vs {r['baseline']}", str(r["n_pairs"]), _f(r["mean_diff"], 4),
+                      _f(r["t"]), str(r["df"]), _f(r["p_value"], 4), _f(ph, 4), verdict_text(ph, alpha))
+        console.print(s)
 
-    h = Table(title=f"Across seeds, two more views of the mean Δ {auc}")
-    for col in ("domain", "candidate vs baseline", "Wilcoxon W", "Wilcoxon p (one-sided)",
-                f"hierarchical bootstrap {ci_name} (seeds, then samples)"):
-        h.add_column(col)
-    for r in summary["tests"]:
-        wp = _f(r["wilcoxon_p"], 4) if r["wilcoxon_reason"] is None else f"not run: {r['wilcoxon_reason']}"
-        h.add_row(r["domain"], f"{r['candidate']} vs {r['baseline']}", _f(r["wilcoxon_statistic"], 1), wp,
-                  f"{_f(r['hier_mean_diff'], 4)} {_ci(r['hier_ci_low'], r['hier_ci_high'], 4)}")
-    console.print(h)
+    for level in levels:
+        h = Table(title=f"Across seeds, two more views of the mean Δ {auc_label(level)}")
+        for col in ("domain", "candidate vs baseline", "Wilcoxon W", "Wilcoxon p (one-sided)",
+                    f"hierarchical bootstrap {ci_name} (seeds, then {LEVEL_UNIT[level]}s)"):
+            h.add_column(col)
+        for r in at(summary["tests"], level):
+            wp = _f(r["wilcoxon_p"], 4) if r["wilcoxon_reason"] is None else f"not run: {r['wilcoxon_reason']}"
+            h.add_row(r["domain"], f"{r['candidate']} vs {r['baseline']}", _f(r["wilcoxon_statistic"], 1), wp,
+                      f"{_f(r['hier_mean_diff'], 4)} {_ci(r['hier_ci_low'], r['hier_ci_high'], 4)}")
+        console.print(h)
 
-    if summary["robustness"]:
+    for level in levels:
+        rows = at(summary["robustness"], level)
+        if not rows:
+            continue
+        auc = auc_label(level)
         rb = Table(title=f"Robustness: {auc} and accuracy@{thr} against perturbation, mean across seeds "
                          f"[{st['ci'].split()[0]} t band]")
         for col in ("domain", "variant/augmentation", "perturbation", "level", "seeds", auc, f"accuracy@{thr}"):
             rb.add_column(col)
-        for r in summary["robustness"]:
+        for r in rows:
             rb.add_row(r["domain"], r["arm"], r["perturbation"], str(r["level"]), str(r["n_seeds"]),
                        f"{_f(r['auc_mean'])} {_ci(r['auc_band_low'], r['auc_band_high'])}",
                        f"{_f(r['accuracy_mean'])} {_ci(r['accuracy_band_low'], r['accuracy_band_high'])}")
@@ -713,47 +863,55 @@ def report(run_dir: str | Path, cfg: ReportConfig | None = None, console=None, *
 # Two runs side by side: `dfsweep report RUN_B --compare RUN_A`.
 
 
-def _arm_aucs(run: schema.RunDir) -> tuple[dict[tuple[str, str], dict[int, float]], dict[str, str]]:
-    """Image-level AUC per (arm, domain) and seed on the clean test split, and a hash of each domain's test sample_ids."""
-    cells: dict[tuple[str, str], dict[int, float]] = {}
-    ids: dict[str, set[str]] = {}
-    for meta, domain, g in _clean_test_groups(collect_scores(run.scores)):
-        cells.setdefault((meta["arm"], domain), {})[meta["seed"]] = stats.auc(g.label, g.score)
-        ids.setdefault(domain, set()).update(g.sample_id.tolist())
-    return cells, {d: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest()[:16] for d, v in ids.items()}
+def _arm_aucs(run: schema.RunDir) -> tuple[dict[tuple[str, str, str], dict[int, float]], dict[tuple[str, str], str]]:
+    """AUC per (AUC level, arm, domain) and seed on the clean test split, and a hash of each (level, domain)'s test
+    sample_ids (video_ids at video level)."""
+    cells: dict[tuple[str, str, str], dict[int, float]] = {}
+    ids: dict[tuple[str, str], set[str]] = {}
+    for meta, domain, auc_level, g in _clean_test_groups(collect_scores(run.scores)):
+        cells.setdefault((auc_level, meta["arm"], domain), {})[meta["seed"]] = stats.auc(g.label, g.score)
+        ids.setdefault((auc_level, domain), set()).update(g.sample_id.tolist())
+    return cells, {k: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest()[:16] for k, v in ids.items()}
 
 
 def compare_runs(a: str | Path, b: str | Path) -> dict[str, Any]:
-    """Mean ± sd (ddof=1) of the image-level AUC across seeds per arm and domain in run A and in run B, and B - A.
+    """Mean ± sd (ddof=1) of the AUC across seeds per AUC level, arm and domain in run A and in run B, and B - A; a
+    level is only ever compared with the same level.
 
     Computed from each run's scores/ (not its summary.json, which may be stale). The difference is of means, not a
     test: the runs need not share seeds or samples, and a warning says when their test samples differ.
     """
     run_a, run_b = schema.RunDir(a), schema.RunDir(b)
     (cells_a, ids_a), (cells_b, ids_b) = _arm_aucs(run_a), _arm_aucs(run_b)
+    levels = _levels_present({k[0] for k in (*cells_a, *cells_b)})
+    several = len(levels) > 1
     rows, warns = [], []
-    for arm, domain in sorted(set(cells_a) | set(cells_b), key=lambda k: (k[1], k[0])):
-        row: dict[str, Any] = dict(arm=arm, domain=domain)
+    for auc_level, arm, domain in sorted(set(cells_a) | set(cells_b), key=lambda k: (_LEVEL_ORDER[k[0]], k[2], k[1])):
+        row: dict[str, Any] = dict(arm=arm, domain=domain, auc_level=auc_level, metric=auc_label(auc_level))
         for side, cells in (("a", cells_a), ("b", cells_b)):
-            by_seed = cells.get((arm, domain), {})
+            by_seed = cells.get((auc_level, arm, domain), {})
             ms = stats.mean_sd([by_seed[s] for s in sorted(by_seed)])
             row.update({f"{side}_auc_mean": ms.mean if ms.n else None, f"{side}_auc_sd": ms.sd if ms.n else None,
                         f"{side}_n_seeds": ms.n, f"{side}_seeds": sorted(by_seed)})
         both = row["a_n_seeds"] and row["b_n_seeds"]
         row["diff"] = row["b_auc_mean"] - row["a_auc_mean"] if both else None
         if not both:
-            warns.append(f"{arm} on {domain} is only in run {'A' if row['a_n_seeds'] else 'B'}")
+            warns.append(f"{arm} on {domain} is only in run {'A' if row['a_n_seeds'] else 'B'}"
+                         + (f" ({auc_label(auc_level)})" if several else ""))
         rows.append(row)
-    for domain in sorted(set(ids_a) & set(ids_b)):
-        if ids_a[domain] != ids_b[domain]:
-            warns.append(f"{domain}: the runs were scored on different test samples: the difference mixes models and data")
-    return dict(metric=AUC_LABEL, auc_level=AUC_LEVEL, a=str(run_a.root), b=str(run_b.root), split="test, clean",
-                difference="mean AUC of B - mean AUC of A (a difference of means across seeds, not a test)",
+    for key in sorted(set(ids_a) & set(ids_b), key=lambda k: (_LEVEL_ORDER[k[0]], k[1])):
+        if ids_a[key] != ids_b[key]:
+            unit = LEVEL_UNIT[key[0]]
+            warns.append(f"{key[1]}: the runs were scored on different test {unit}s"
+                         + (f" ({auc_label(key[0])})" if several else "") + ": the difference mixes models and data")
+    return dict(metric=auc_label(levels[0]), auc_level=levels[0], auc_levels=levels, a=str(run_a.root),
+                b=str(run_b.root), split="test, clean",
+                difference="mean AUC of B - mean AUC of A at the same level (a difference of means across seeds, not a test)",
                 sd="sample standard deviation across seeds (ddof=1)", rows=rows, warnings=warns)
 
 
 def render_comparison(cmp: dict[str, Any], console=None) -> None:
-    """Draw compare_runs' result as one rich table; computes nothing."""
+    """Draw compare_runs' result as one rich table per AUC level; computes nothing."""
     from rich.console import Console
     from rich.panel import Panel
     from rich.table import Table
@@ -765,13 +923,17 @@ def render_comparison(cmp: dict[str, Any], console=None) -> None:
             return "—"
         return f"{_f(r[f'{side}_auc_mean'])} ± {_f(r[f'{side}_auc_sd'])} ({r[f'{side}_n_seeds']} seeds)"
 
-    t = Table(title=f"{cmp['metric']}, {cmp['split']}: mean ± sd (ddof=1) across seeds", caption=f"A = {cmp['a']}\nB = {cmp['b']}")
-    for col in ("variant/augmentation", "domain", "A", "B", "Δ (B − A)"):
-        t.add_column(col, justify="left" if col in ("variant/augmentation", "domain") else "right")
-    for r in cmp["rows"]:
-        d = r["diff"]
-        t.add_row(r["arm"], r["domain"], cell(r, "a"), cell(r, "b"), "—" if d is None else f"{d:+.3f}")
-    console.print(t)
+    for level in cmp.get("auc_levels") or [cmp["auc_level"]]:
+        t = Table(title=f"{auc_label(level)}, {cmp['split']}: mean ± sd (ddof=1) across seeds",
+                  caption=f"A = {cmp['a']}\nB = {cmp['b']}")
+        for col in ("variant/augmentation", "domain", "A", "B", "Δ (B − A)"):
+            t.add_column(col, justify="left" if col in ("variant/augmentation", "domain") else "right")
+        for r in cmp["rows"]:
+            if r.get("auc_level", level) != level:
+                continue
+            d = r["diff"]
+            t.add_row(r["arm"], r["domain"], cell(r, "a"), cell(r, "b"), "—" if d is None else f"{d:+.3f}")
+        console.print(t)
     if cmp["warnings"]:
         console.print(Panel("\n".join(f"• {w}" for w in cmp["warnings"]), title="comparison warnings",
                             border_style="yellow", expand=False))

@@ -31,6 +31,34 @@ def trial_resources(cfg: Config) -> dict:
     return {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
 
 
+def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], name: str):
+    from ray import tune
+
+    return tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(todo)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=cfg.sweep.max_concurrent_trials or None,
+            trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+            trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
+        ),
+        run_config=tune.RunConfig(
+            name=name,  # one experiment per invocation: sweep-001, sweep-002, ... under tune/
+            storage_path=str(run.tune),  # must be absolute (a relative one fails in pyarrow)
+            failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the last epoch is all a restart needs
+            verbose=1,
+        ),
+    )
+
+
+def _raise_on_errors(results) -> None:
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        names = ", ".join(r.config["trial"]["trial_id"] for r in failed)
+        raise RuntimeError(f"{len(failed)} trial(s) failed: {names}; first error: {failed[0].error}")
+
+
 def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
     """Run every planned trial that has no score file yet; returns the ids of the trials it ran."""
     from ray import tune
@@ -45,6 +73,7 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
         log(f"all {len(planned)} trials already have scores in {run.scores}")
         return []
     log(f"{len(todo)} of {len(planned)} trials to run: {', '.join(t['trial_id'] for t in todo)}")
+    ran = [t["trial_id"] for t in todo]
     # Shared: made once here; not shared: each trial makes its own (only to measure what sharing saves).
     degraded = [str(p) for p in build_degraded_sets(run, cfg.train, log=log)] if cfg.sweep.share_work else None
     ensure_ray()
@@ -52,28 +81,17 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
         tune.with_parameters(tune_trainable, run_dir=str(run.root), train_cfg=cfg.train, cpus=cfg.sweep.cpus_per_trial,
                              feature_cache=cfg.sweep.share_work, degraded=degraded, private_degraded=not cfg.sweep.share_work),
         trial_resources(cfg))
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"trial": tune.grid_search(todo)},
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=cfg.sweep.max_concurrent_trials or None,
-            trial_name_creator=lambda t: t.config["trial"]["trial_id"],
-            trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
-        ),
-        run_config=tune.RunConfig(
-            name="sweep",
-            storage_path=str(run.tune),  # must be absolute (a relative one fails in pyarrow)
-            failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the last epoch is all a restart needs
-            verbose=1,
-        ),
-    )
-    results = tuner.fit()
-    failed = [r for r in results if r.error is not None]
-    if failed:
-        names = ", ".join(r.config["trial"]["trial_id"] for r in failed)
-        raise RuntimeError(f"{len(failed)} trial(s) failed: {names}; first error: {failed[0].error}")
-    missing = [t["trial_id"] for t in todo if not run.score_file(t["trial_id"]).exists()]
+    experiments = sorted(run.tune.glob("sweep-*")) if run.tune.is_dir() else []
+    if experiments and tune.Tuner.can_restore(str(experiments[-1])):
+        # An interrupted sweep (driver killed): its unfinished trials continue from their last checkpoints.
+        log(f"resuming {experiments[-1].name}: unfinished trials continue from their last checkpoint")
+        restored = tune.Tuner.restore(str(experiments[-1]), trainable=trainable, resume_unfinished=True,
+                                      resume_errored=True)
+        _raise_on_errors(restored.fit())
+    todo = [t for t in todo if not run.score_file(t["trial_id"]).exists()]
+    if todo:
+        _raise_on_errors(_new_tuner(cfg, run, trainable, todo, f"sweep-{len(experiments) + 1:03d}").fit())
+    missing = [t["trial_id"] for t in planned if not run.score_file(t["trial_id"]).exists()]
     if missing:
         raise RuntimeError(f"trials finished without a score file: {missing}")
-    return [t["trial_id"] for t in todo]
+    return ran
