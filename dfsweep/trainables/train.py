@@ -24,7 +24,6 @@ from dfsweep.config import TrainConfig
 from dfsweep.trainables.data import SplitData, balanced_epoch, mixed_epoch
 
 Report = Callable[..., None]
-Scorer = Callable[[SplitData], np.ndarray]
 
 # (domain, split) pairs a trial loads; scores are written for the SCORED ones (clean), and for the test sets
 # degraded by every perturbation level.
