@@ -13,6 +13,7 @@ from rich.console import Console
 
 from dfsweep import schema
 from dfsweep.config import Config, ConfigError, config_to_dict, load_config, with_overrides
+from dfsweep.storage import StorageError, check_cluster_storage
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # silences TensorFlow's oneDNN banner
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -53,20 +54,59 @@ def _refuse_changed_config(run: schema.RunDir, cfg: Config) -> None:
               "use a new run directory, or delete this one")
 
 
+def _open_run(run_dir: str) -> schema.RunDir:
+    try:
+        return schema.RunDir(run_dir)
+    except StorageError as exc:
+        _fail(str(exc))
+
+
 def _resolve_config(run: schema.RunDir, config: Optional[Path], source: Optional[Path], target: Optional[Path],
-                    **prepare_overrides) -> Config:
+                    sweep_overrides: dict | None = None, **prepare_overrides) -> Config:
     """--config, else the run's saved config.yaml, else defaults; command-line options override; saved to the run."""
     try:
         cfg = load_config(config if config else (run.config if run.config.exists() else None))
         cfg = with_overrides(cfg, "prepare", source=str(source) if source else None, target=str(target) if target else None,
                              **prepare_overrides)
+        cfg = with_overrides(cfg, "sweep", **(sweep_overrides or {}))
         cfg = _absolute_paths(cfg)
     except ConfigError as exc:
         _fail(str(exc))
+    except OSError as exc:  # storage that cannot be reached (no such bucket, no credentials, no network)
+        _fail(f"cannot read {run.root}: {exc}")
     _refuse_changed_config(run, cfg)
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    try:
+        run.root.mkdir()
+        run.config.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    except OSError as exc:
+        _fail(f"cannot write to {run.root}: {exc}")
     return cfg
+
+
+def _attach(address: Optional[str], run: schema.RunDir, shared_storage: bool, gpus_asked: bool,
+            lazy: bool = False) -> None:
+    """Start or join Ray, print its dashboard, and refuse storage the cluster's other machines cannot reach.
+
+    lazy: leave a local Ray to be started when there is work for it (a fresh local Ray is one machine: nothing to
+    check); attach now only to a cluster (--address, RAY_ADDRESS) or a Ray already running in this process.
+    """
+    import ray
+
+    from dfsweep.cluster import dashboard_url, ensure_ray
+
+    if lazy and not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized()):
+        return
+    url = dashboard_url(ensure_ray(address))
+    if url:
+        console.print(f"Ray dashboard: [link={url}]{url}[/link]")
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus and not gpus_asked:
+        console.print(f"[yellow]note:[/] the cluster has {gpus:g} GPU(s) but this run asks for none: trials and MTCNN "
+                      "actors run on CPUs (--gpus-per-trial, --gpus-per-worker)")
+    try:
+        check_cluster_storage(run.root, ray.nodes(), shared=shared_storage)
+    except StorageError as exc:
+        _fail(str(exc))
 
 
 def _print_accounting(acc) -> None:
@@ -78,7 +118,10 @@ def _print_accounting(acc) -> None:
                   + f"; faces detected now: {acc.detected_now} (the rest from the run's detection cache)")
 
 
-RunDirArg = typer.Argument(..., help="Run directory: manifest, crops, scores, summary.json and config.yaml live here.")
+RunDirArg = typer.Argument(..., metavar="RUN_DIR",
+                           help="Run directory: config.yaml, manifest, crops, checkpoints, scores and the report live "
+                                "here. A local path, or a storage URI every node can reach (s3://bucket/prefix, "
+                                "gs://bucket/prefix).")
 ConfigOpt = typer.Option(None, "--config", "-c", help=CONFIG_HELP, exists=True, dir_okay=False)
 SourceOpt = typer.Option(None, help="Source dataset root (real/ and fake/ inside); overrides prepare.source.")
 TargetOpt = typer.Option(None, help="Target dataset root (real/ and fake/ inside); overrides prepare.target.")
@@ -86,6 +129,12 @@ LayoutOpt = typer.Option(None, help="Force the layout of both roots: generic (re
                          "(the paper's Kaggle sets). Default: detected (prepare.source_layout/target_layout).")
 WorkersOpt = typer.Option(None, help="MTCNN actors for face cropping (prepare.face_workers).")
 GpusOpt = typer.Option(None, help="GPUs per MTCNN actor, e.g. 0.25 (prepare.gpus_per_face_worker); 0 = CPU.")
+AddressOpt = typer.Option(None, help="Ray cluster to attach to ('auto' on a cluster's head node; default: RAY_ADDRESS, "
+                          "else a local Ray).")
+SharedOpt = typer.Option(False, "--shared-storage",
+                         help="RUN_DIR is a local path mounted at the same place on every node (NFS and the like); "
+                              "without it a local RUN_DIR is refused on a cluster of several machines unless its mount "
+                              "type is a known shared one.")
 
 
 def _prepare_overrides(layout: Optional[str], workers: Optional[int], gpus: Optional[float]) -> dict:
@@ -107,16 +156,18 @@ def demo_data(out: Path = typer.Argument(..., help="Folder to write OUT/{source,
 
 
 @app.command()
-def prepare(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
+def prepare(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
             target: Optional[Path] = TargetOpt, layout: Optional[str] = LayoutOpt, workers: Optional[int] = WorkersOpt,
-            gpus_per_worker: Optional[float] = GpusOpt,
+            gpus_per_worker: Optional[float] = GpusOpt, address: Optional[str] = AddressOpt,
+            shared_storage: bool = SharedOpt,
             force: bool = typer.Option(False, help="Redo face cropping even if the run's crops are complete.")) -> None:
     """Scan both datasets into manifest.parquet and crop faces with MTCNN on Ray Data into crops/*.parquet."""
     from dfsweep.data_pipeline.pipeline import prepare as run_prepare
     from dfsweep.data_pipeline.scan import DatasetError
 
-    run = schema.RunDir(run_dir)
+    run = _open_run(run_dir)
     cfg = _resolve_config(run, config, source, target, **_prepare_overrides(layout, workers, gpus_per_worker))
+    _attach(address, run, shared_storage, gpus_asked=cfg.prepare.gpus_per_face_worker > 0, lazy=True)
     try:
         acc = run_prepare(cfg.prepare, run, force=force, log=console.print)
     except DatasetError as exc:
@@ -125,21 +176,33 @@ def prepare(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, sourc
 
 
 @app.command()
-def run(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
+def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
         target: Optional[Path] = TargetOpt, layout: Optional[str] = LayoutOpt, workers: Optional[int] = WorkersOpt,
         gpus_per_worker: Optional[float] = GpusOpt,
-        address: Optional[str] = typer.Option(None, help="Ray cluster to attach to ('auto' on a cluster's head node; "
-                                              "default: RAY_ADDRESS, else a local Ray)."),
+        gpus_per_trial: Optional[float] = typer.Option(
+            None, help="GPUs per Tune trial, e.g. 1 or 0.5 (sweep.gpus_per_trial); an autoscaling cluster launches "
+                       "GPU nodes only for work that asks for GPUs."),
+        address: Optional[str] = AddressOpt, shared_storage: bool = SharedOpt,
+        resume: bool = typer.Option(False, "--resume",
+                                    help="Continue an interrupted run with its saved config: finished crops and "
+                                         "trials are kept, unfinished trials continue from their last checkpoint, and "
+                                         "the datasets are not rescanned once the crops are complete."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned trials and exit.")) -> None:
     """The whole job: prepare (if its crops are missing) -> Ray Tune sweep -> report. Re-running resumes."""
-    from dfsweep.cluster import dashboard_url, ensure_ray
     from dfsweep.data_pipeline.pipeline import prepare as run_prepare
     from dfsweep.data_pipeline.scan import DatasetError
     from dfsweep.orchestrator.report import report
     from dfsweep.orchestrator.sweep import plan_trials, run_sweep
 
-    run_ = schema.RunDir(run_dir)
-    cfg = _resolve_config(run_, config, source, target, **_prepare_overrides(layout, workers, gpus_per_worker))
+    run_ = _open_run(run_dir)
+    if resume and (config or source or target or layout or workers is not None or gpus_per_worker is not None
+                   or gpus_per_trial is not None):
+        _fail("--resume continues a run with its saved config.yaml: drop --config/--source/--target/--layout/"
+              "--workers/--gpus-per-worker, or start a new run directory")
+    if resume and not run_.config.exists():
+        _fail(f"nothing to resume: {run_.config} does not exist (start the run without --resume)")
+    cfg = _resolve_config(run_, config, source, target, sweep_overrides=dict(gpus_per_trial=gpus_per_trial),
+                          **_prepare_overrides(layout, workers, gpus_per_worker))
     try:
         trials = plan_trials(cfg)
     except ValueError as exc:
@@ -162,23 +225,25 @@ def run(run_dir: Path = RunDirArg, config: Optional[Path] = ConfigOpt, source: O
         console.print(f"degraded test sets (made once, scored by every trial): {levels}; frozen-backbone features "
                       f"{'cached and shared' if cfg.sweep.share_work else 'recomputed by every trial'}")
         return
-    ctx = ensure_ray(address)
-    url = dashboard_url(ctx)
-    if url:
-        console.print(f"Ray dashboard: [link={url}]{url}[/link]")
-    try:
-        acc = run_prepare(cfg.prepare, run_, log=console.print)
-    except DatasetError as exc:
-        _fail(str(exc))
-    _print_accounting(acc)
+    _attach(address, run_, shared_storage,
+            gpus_asked=cfg.prepare.gpus_per_face_worker > 0 or cfg.sweep.gpus_per_trial > 0)
+    if resume and run_.crops_done.exists():
+        console.print(f"resuming: crops are complete in {run_.crops}; the datasets are not rescanned")
+    else:
+        try:
+            acc = run_prepare(cfg.prepare, run_, log=console.print)
+        except DatasetError as exc:
+            _fail(str(exc))
+        _print_accounting(acc)
     run_sweep(cfg, run_, log=console.print)
     report(run_.root, cfg.report, console)
     console.print(f"summary: {run_.summary}")
 
 
 @app.command()
-def predict(model_or_run: Path = typer.Argument(..., help="A .keras model, or a run directory (its trial with the "
-                                                "best source-val AUC is used; test scores never choose)."),
+def predict(model_or_run: str = typer.Argument(..., help="A .keras model, or a run directory (its trial with the "
+                                               "best source-val AUC is used; test scores never choose); a local path "
+                                               "or a storage URI."),
             paths: list[Path] = typer.Argument(..., help="Images, videos or folders to score."),
             threshold: float = typer.Option(0.5, help="Score at or above which a face is called fake."),
             out: Path = typer.Option(Path("predictions.csv"), help="CSV file for the table.")) -> None:
@@ -206,8 +271,8 @@ def predict(model_or_run: Path = typer.Argument(..., help="A .keras model, or a 
 
 
 @app.command("report")
-def report_cmd(run_dir: Path = RunDirArg,
-               compare: Optional[Path] = typer.Option(
+def report_cmd(run_dir: str = RunDirArg,
+               compare: Optional[str] = typer.Option(
                    None, "--compare", metavar="OTHER_RUN",
                    help="Put OTHER_RUN (A) beside RUN_DIR (B): mean AUC ± sd per arm, domain and AUC level, and B − A "
                         "(`dfsweep report --compare RUN_A RUN_B`). Writes compare.json instead of the report."),
@@ -218,7 +283,7 @@ def report_cmd(run_dir: Path = RunDirArg,
     from dfsweep.orchestrator.report import COMPARE_JSON, REPORT_HTML, report
     from dfsweep.orchestrator.report import compare as compare_runs
 
-    runs = [schema.RunDir(run_dir)] + ([schema.RunDir(compare)] if compare is not None else [])
+    runs = [_open_run(run_dir)] + ([_open_run(compare)] if compare is not None else [])
     for r in runs:
         if not r.scores.is_dir():
             _fail(f"{r.scores} does not exist: nothing to report (run `dfsweep run {r.root}` first)")

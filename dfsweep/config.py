@@ -257,7 +257,9 @@ def load_config(path: str | Path | None) -> Config:
     """Defaults, overridden by the YAML file at `path` (if any)."""
     if path is None:
         return Config()
-    path = Path(path)
+    from dfsweep.storage import parse
+
+    path = parse(path)  # a local file, or a run's config.yaml on storage
     _check(path.is_file(), f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())

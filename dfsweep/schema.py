@@ -122,16 +122,22 @@ def empty(schema: pa.Schema) -> pa.Table:
 
 
 class RunDir:
-    """Where each stage's files live inside one run directory (the only place file names are spelled)."""
+    """Where each stage's files live inside one run directory (the only place file names are spelled).
+
+    The run directory is a local path or a storage URI (s3://bucket/prefix, gs://...); every name below is a
+    `storage.Location` on it, so each stage reads and writes the same way on a laptop and on a cluster.
+    """
 
     def __init__(self, root) -> None:
-        from pathlib import Path
+        from dfsweep.storage import parse
 
-        self.root = Path(root).expanduser().resolve()
+        self.root = parse(root)
         self.config = self.root / "config.yaml"
         self.manifest = self.root / "manifest.parquet"
+        self.detections = self.root / "detections"  # MTCNN results per batch, keyed by the crop settings
         self.crops = self.root / "crops"
         self.crops_done = self.crops / "_DONE"
+        self.degraded = self.root / "degraded"  # the test crops under JPEG and blur, keyed by crops and input size
         self.scores = self.root / "scores"
         self.models = self.root / "models"
         self.tune = self.root / "tune"

@@ -99,3 +99,51 @@ def tiny_demo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     build_demo(out, seed=0, people_per_domain=8, photos_per_person=3, log=lambda *a: None)
     bad = write_bad_inputs(out / "source" / "fake" / "bad", tmp_path_factory.mktemp("outside"))
     return out, bad
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 (a free port), and the environment that points s3:// at it; stopped at the end."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto S3 server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    yield env
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket on the moto server, with this process's environment pointing s3:// there; yields its name."""
+    import uuid
+
+    import pyarrow.fs as pafs
+
+    for k, v in s3_server.items():
+        monkeypatch.setenv(k, v)
+    name = f"dfsweep-{uuid.uuid4().hex[:12]}"
+    fs = pafs.S3FileSystem(endpoint_override=s3_server["AWS_ENDPOINT_URL"].split("://")[1], scheme="http",
+                           access_key="testing", secret_key="testing", region="us-east-1", allow_bucket_creation=True)
+    fs.create_dir(name)
+    return name

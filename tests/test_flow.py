@@ -115,11 +115,11 @@ def test_report_is_rebuilt_identically_from_scores_alone(flow):
 
 def test_rerun_resumes_without_redoing_anything(flow):
     run, _, _ = flow
-    before = {p.name: p.stat().st_mtime_ns for p in run.scores.glob("*.parquet")}
+    before = {p.name: Path(p).stat().st_mtime_ns for p in run.scores.glob("*.parquet")}
     result = CliRunner().invoke(app, ["run", str(run.root)])
     assert result.exit_code == 0, result.output
     assert "crops already complete" in result.output and "all 3 trials already have scores" in result.output
-    assert {p.name: p.stat().st_mtime_ns for p in run.scores.glob("*.parquet")} == before
+    assert {p.name: Path(p).stat().st_mtime_ns for p in run.scores.glob("*.parquet")} == before
 
 
 def test_same_seed_gives_the_same_scores_on_cpu(flow, tmp_path):
@@ -148,7 +148,7 @@ def test_each_trial_exports_its_selected_model(flow):
     assert not (run.models / "cue-none-s5.keras").exists()  # the cue is no Keras model
     for tid in ("v1-none-s5", "v2-paper-s5"):
         meta = json.loads((run.models / f"{tid}.json").read_text())
-        assert (run.models / f"{tid}.keras").stat().st_size > 1e7
+        assert Path(run.models / f"{tid}.keras").stat().st_size > 1e7
         assert meta["input_size_px"] == 71 and meta["pixel_range"] == "xception" and meta["trial_id"] == tid
 
 

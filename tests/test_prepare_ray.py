@@ -85,7 +85,7 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(ray_session, demo_cop
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     child = subprocess.Popen([sys.executable, "-m", "dfsweep.cli", "prepare", str(run.root), "-c", str(cfg_yaml)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    parts_dir = run.root / "detections"
+    parts_dir = Path(run.detections)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and len(list(parts_dir.rglob("part-*.parquet"))) < 3:
         assert child.poll() is None, "prepare finished before it could be killed: make the data set larger"

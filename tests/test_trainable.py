@@ -2,6 +2,7 @@
 degraded sets are made once and scored. Real Keras Xception at 71 px on real MTCNN crops of the tiny demo set."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -98,18 +99,18 @@ def test_degraded_sets_are_made_once(crops_run, weights_file):
     cfg = _cfg(weights_file, test_jpeg_qualities=(70, 30), test_blur_kernels_px=(3,))
     made = []
     first = build_degraded_sets(crops_run, cfg, log=made.append)
-    stamps = {p: p.stat().st_mtime_ns for p in first}
+    stamps = {p: Path(p).stat().st_mtime_ns for p in first}
     assert len(first) == 3 and "3 made, 0 reused" in made[0]
     again = build_degraded_sets(crops_run, cfg, log=made.append)
-    assert again == first and {p: p.stat().st_mtime_ns for p in again} == stamps and len(made) == 1
+    assert again == first and {p: Path(p).stat().st_mtime_ns for p in again} == stamps and len(made) == 1
 
 
 def test_v1_seeds_share_one_feature_cache(crops_run, weights_file, tmp_path):
     out = schema.RunDir(tmp_path / "cache")
     cfg = _cfg(weights_file, test_jpeg_qualities=(), test_blur_kernels_px=())
     _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=1), out=out)
-    files = sorted(out.features.rglob("*.npz"))
+    files = sorted(Path(out.features).rglob("*.npz"))
     assert {f.stem for f in files} == {"source-train", "source-val", "source-test", "target-test"}
     stamps = {f: f.stat().st_mtime_ns for f in files}
     _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=2), out=out)
-    assert {f: f.stat().st_mtime_ns for f in sorted(out.features.rglob("*.npz"))} == stamps  # read, not rewritten
+    assert {f: f.stat().st_mtime_ns for f in sorted(Path(out.features).rglob("*.npz"))} == stamps  # read, not rewritten

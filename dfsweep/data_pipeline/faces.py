@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow as pa
 
 from dfsweep import schema
+from dfsweep.storage import Location, parse
 
 MAX_DETECT_SIDE_PX = 1600  # larger images are downscaled for detection, so memory stays bounded
 FACE_POLICIES = ("most_confident", "largest")
@@ -190,7 +189,7 @@ class FaceCropper:
         self.min_face_px = min_face_px
         self.min_face_prob = min_face_prob
         self.face_policy = face_policy
-        self.parts_dir = Path(parts_dir) if parts_dir else None
+        self.parts_dir = parse(parts_dir) if parts_dir else None  # a path or a storage URI
         self.mtcnn = load_mtcnn(min_face_px, device)
 
     def crop_one(self, path: str, frame_index: int = -1) -> dict:
@@ -239,14 +238,10 @@ class FaceCropper:
         return table.select(OUTCOME_COLUMNS)
 
 
-def write_part(table: pa.Table, parts_dir: Path) -> Path:
-    """Write one batch's results as parts_dir/part-<hash of its sample ids>.parquet, atomically."""
-    import pyarrow.parquet as pq
-
+def write_part(table: pa.Table, parts_dir: Location) -> Location:
+    """Write one batch's results as parts_dir/part-<hash of its sample ids>.parquet, atomically (a part is whole or
+    absent, even if the process is killed mid-write)."""
     ids = "\n".join(sorted(table.column("sample_id").to_pylist()))
     path = parts_dir / f"part-{hashlib.sha256(ids.encode()).hexdigest()[:20]}.parquet"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)  # a part is whole or absent, even if the process is killed mid-write
+    path.write_parquet(table)
     return path

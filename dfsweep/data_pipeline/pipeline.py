@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dfsweep import schema
 from dfsweep.config import PrepareConfig
 from dfsweep.data_pipeline.faces import INPUT_COLUMNS, OUTCOME_COLUMNS, FaceCropper
 from dfsweep.data_pipeline.leakage import find_near_duplicates
 from dfsweep.data_pipeline.scan import DatasetError, build_manifest
+from dfsweep.storage import Location
 
 # Every one of these needs crops of both classes for a trial to train, select and be scored.
 REQUIRED_SPLITS = ("source/train", "source/val", "source/test", "target/test")
@@ -48,13 +46,13 @@ class Accounting:
 
 
 def read_manifest(run: schema.RunDir) -> pa.Table:
-    return schema.validate_table(pq.read_table(run.manifest), schema.MANIFEST, str(run.manifest))
+    return schema.validate_table(run.manifest.read_parquet(), schema.MANIFEST, str(run.manifest))
 
 
 def read_crops(run: schema.RunDir, columns: list[str] | None = None) -> pa.Table:
     if not run.crops_done.exists():
         raise FileNotFoundError(f"no complete crops in {run.crops}; run `dfsweep prepare` first")
-    table = pq.read_table(run.crops, columns=columns)
+    table = run.crops.read_parquet(columns=columns)
     return table if columns else schema.validate_table(table, schema.CROPS, str(run.crops))
 
 
@@ -78,12 +76,6 @@ def check_usable(manifest: pa.Table) -> None:
                            f"statuses of all files: {dict(rejects)}")
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-
-
 def _settings_key(cfg: PrepareConfig) -> str:
     settings = {k: asdict(cfg)[k] for k in CROP_SETTINGS}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
@@ -96,12 +88,12 @@ def _signature(manifest: pa.Table, cfg: PrepareConfig) -> str:
     return hashlib.sha256((text + json.dumps(asdict(cfg), sort_keys=True)).encode()).hexdigest()
 
 
-def _cached_ids(parts_dir: Path) -> set[str]:
-    files = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
-    return {sid for f in files for sid in pq.read_table(f, columns=["sample_id"]).column("sample_id").to_pylist()}
+def _cached_ids(parts_dir: Location) -> set[str]:
+    return {sid for f in parts_dir.glob("part-*.parquet")
+            for sid in f.read_parquet(columns=["sample_id"]).column("sample_id").to_pylist()}
 
 
-def _detect_with_ray(todo: pa.Table, cfg: PrepareConfig, parts_dir: Path) -> None:
+def _detect_with_ray(todo: pa.Table, cfg: PrepareConfig, parts_dir: Location) -> None:
     """MTCNN actor pool over the rows to detect; each batch lands in parts_dir as one Parquet part."""
     import ray
 
@@ -128,22 +120,23 @@ def _detect_with_ray(todo: pa.Table, cfg: PrepareConfig, parts_dir: Path) -> Non
         raise RuntimeError(f"face detection returned {done} rows for {n} inputs")  # a bug, never a data problem
 
 
-def _read_outcomes(parts_dir: Path, wanted: set[str]) -> dict[str, dict]:
+def _read_outcomes(parts_dir: Location, wanted: set[str]) -> dict[str, dict]:
     """sample_id -> outcome row (and its part file) for the wanted samples; the first part holding a sample wins."""
     found: dict[str, dict] = {}
-    for f in sorted(parts_dir.glob("part-*.parquet")):
-        for row in pq.read_table(f, columns=OUTCOME_COLUMNS).to_pylist():
+    for f in parts_dir.glob("part-*.parquet"):
+        for row in f.read_parquet(columns=OUTCOME_COLUMNS).to_pylist():
             if row["sample_id"] in wanted and row["sample_id"] not in found:
                 found[row["sample_id"]] = {**row, "part": f.name}
     return found
 
 
-def _write_crops(parts_dir: Path, keep: dict[str, str], out: Path) -> int:
-    """Stream the kept crops (sample_id -> part file) from the parts into shards of out/, atomically as a folder."""
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+def _write_crops(parts_dir: Location, keep: dict[str, str], out: Location) -> int:
+    """Stream the kept crops (sample_id -> part file) from the parts into shards of out/ (emptied first).
+
+    out/ counts as complete only once the caller writes its _DONE marker: readers refuse it before that.
+    """
+    out.rmtree()
+    out.mkdir()
     by_part: dict[str, list[str]] = {}
     for sid, part in keep.items():
         by_part.setdefault(part, []).append(sid)
@@ -154,11 +147,11 @@ def _write_crops(parts_dir: Path, keep: dict[str, str], out: Path) -> int:
     def flush() -> None:
         nonlocal buffer, buffered, shards
         if buffer:
-            pq.write_table(pa.concat_tables(buffer), tmp / f"shard-{shards:05d}.parquet")
+            (out / f"shard-{shards:05d}.parquet").write_parquet(pa.concat_tables(buffer))
             shards, buffer, buffered = shards + 1, [], 0
 
     for part in sorted(by_part):
-        table = pq.read_table(parts_dir / part, columns=columns)
+        table = (parts_dir / part).read_parquet(columns=columns)
         table = table.filter(pc.is_in(table.column("sample_id"), pa.array(by_part[part])))
         table = schema.validate_table(table, schema.CROPS, part).select(columns)
         buffer.append(table)
@@ -167,15 +160,12 @@ def _write_crops(parts_dir: Path, keep: dict[str, str], out: Path) -> int:
         if buffered >= SHARD_ROWS:
             flush()
     flush()
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
     return written
 
 
 def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=print) -> Accounting:
     """Build the manifest and the crops of one run directory; idempotent and resumable (see the module doc)."""
-    run.root.mkdir(parents=True, exist_ok=True)
+    run.root.mkdir()
     manifest = build_manifest(cfg)
     signature = _signature(manifest, cfg)
     if not force and run.crops_done.exists() and run.crops_done.read_text().strip() == signature:
@@ -185,12 +175,12 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
         return accounting(final, read_crops(run, columns=["sample_id"]).num_rows)
 
     run.crops_done.unlink(missing_ok=True)
-    _write_atomic(manifest, run.manifest)
+    run.manifest.write_parquet(manifest)
     pending = manifest.filter(pc.equal(manifest.column("status"), schema.STATUS_PENDING))
     pending = pending.select(INPUT_COLUMNS)
-    parts_dir = run.root / "detections" / _settings_key(cfg)
-    if force and parts_dir.exists():
-        shutil.rmtree(parts_dir)
+    parts_dir = run.detections / _settings_key(cfg)
+    if force:
+        parts_dir.rmtree()
     cached = _cached_ids(parts_dir)
     todo = pending.filter(pc.invert(pc.is_in(pending.column("sample_id"), pa.array(sorted(cached), pa.string()))))
     log(f"manifest: {manifest.num_rows} files, {pending.num_rows} sampled; {pending.num_rows - todo.num_rows} "
@@ -224,7 +214,7 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
         if row["status"] == schema.STATUS_PENDING:
             row["status"], row["reason"] = final_status[row["sample_id"]]
     manifest = schema.validate_table(pa.Table.from_pylist(rows, schema=schema.MANIFEST), schema.MANIFEST, "manifest")
-    _write_atomic(manifest, run.manifest)
+    run.manifest.write_parquet(manifest)
     keep = {sid: outcome[sid]["part"] for sid, (st, _) in final_status.items() if st == schema.STATUS_OK}
     n_crops = _write_crops(parts_dir, keep, run.crops)
     acc = accounting(manifest, n_crops, detected_now=todo.num_rows)

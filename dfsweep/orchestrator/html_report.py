@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dfsweep.orchestrator.plots import caption
+from dfsweep.storage import Location, parse
 from dfsweep.orchestrator.report import (LEVEL_MEANING, LEVEL_UNIT, _N_HEADER, _ci, _f, auc_label, levels_of,
                                          verdict_text)
 
@@ -167,16 +168,16 @@ def _warnings(summary: dict[str, Any]) -> str:
             + "".join(f"<li>{_e(w)}</li>" for w in summary["warnings"]) + "</ul></div>")
 
 
-def _figures(paths: Iterable[str | Path], levels: list[str]) -> str:
+def _figures(paths: Iterable, levels: list[str]) -> str:
     out = ["<h2>Figures</h2>"]
-    for p in map(Path, paths):
+    for p in map(parse, paths):
         data = base64.b64encode(p.read_bytes()).decode("ascii")
         out.append(f'<figure id="{_e(p.stem)}"><img alt="{_e(p.name)}" src="data:image/png;base64,{data}">'
                    f"<figcaption><b>{_e(p.name)}</b>: {_e(caption(p, levels))}</figcaption></figure>")
     return "".join(out)
 
 
-def render_html(summary: dict[str, Any], figure_paths: Iterable[str | Path]) -> str:
+def render_html(summary: dict[str, Any], figure_paths: Iterable) -> str:
     body = "".join((_header(summary), _trials(summary), _aggregate(summary), _tests(summary), _robustness(summary),
                     _warnings(summary), _figures(figure_paths, levels_of(summary))))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -184,10 +185,8 @@ def render_html(summary: dict[str, Any], figure_paths: Iterable[str | Path]) -> 
             f"<style>{CSS}</style></head><body>{body}</body></html>\n")
 
 
-def write_html(summary: dict[str, Any], figure_paths: Iterable[str | Path], path: str | Path) -> Path:
-    """Write report.html (one file, everything inline) and return its path."""
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_html(summary, figure_paths), encoding="utf-8")
-    tmp.replace(path)
+def write_html(summary: dict[str, Any], figure_paths: Iterable, path) -> Location:
+    """Write report.html (one file, everything inline; a local path or a storage URI) and return where it is."""
+    path = parse(path)
+    path.write_text(render_html(summary, figure_paths))
     return path

@@ -21,10 +21,10 @@ matplotlib.use("Agg")  # files only, never a window; set before pyplot could be 
 import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dfsweep import schema  # noqa: E402
+from dfsweep.storage import Location  # noqa: E402
 from dfsweep.orchestrator.report import (AUC_LEVELS, CONTACT_SHEET_K, FIGURES_DIR, LEVEL_UNIT, arms_of,  # noqa: E402
                                          auc_label, confusion_data, levels_of, roc_data, score_distributions,
                                          top_errors)
@@ -70,7 +70,7 @@ def _auc_words(levels: list[str]) -> str:
 def caption(path: str | Path, levels: list[str] | None = None) -> str:
     """The caption of a figure file, naming the AUC level(s) of the run (`levels`, primary first; image by default)."""
     levels = list(levels or ["image"])
-    name = Path(path).name
+    name = Path(str(path)).name  # a local path or a storage URI
     key = ERRORS_PREFIX if name.startswith(ERRORS_PREFIX) else name
     if key not in CAPTIONS:
         return name
@@ -87,15 +87,14 @@ def _level_title(title: str, level: str, levels: list[str]) -> str:
     return title if len(levels) == 1 else f"{title} · {auc_label(level)}"
 
 
-def figures_dir(run_dir: str | Path) -> Path:
+def figures_dir(run_dir: str | Path | Location) -> Location:
     return schema.RunDir(run_dir).root / FIGURES_DIR
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=DPI, format="png", metadata=PNG_METADATA)
-    tmp.replace(path)
+def _save(fig: Figure, path: Location) -> Location:
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, format="png", metadata=PNG_METADATA)
+    path.write_bytes(buf.getvalue())
     return path
 
 
@@ -124,7 +123,7 @@ def _num(x: Any, nd: int = 3) -> str:
     return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
 
 
-def plot_roc(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table) -> Path:
+def plot_roc(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table) -> Location:
     """ROC curves per domain (columns) and AUC level (rows): one thin line per seed, coloured by arm, the arm's mean
     AUC at that level in the legend."""
     curves = roc_data(scores)
@@ -158,7 +157,7 @@ def plot_roc(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table) -> 
     return _save(fig, figures_dir(run_dir) / ROC_PNG)
 
 
-def plot_histograms(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table) -> Path:
+def plot_histograms(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table) -> Location:
     """Score histograms of real vs fake test samples per arm and AUC level (rows) and domain (columns), pooled over
     seeds; at video level, of the videos' mean scores."""
     cells = score_distributions(scores)
@@ -192,7 +191,7 @@ def plot_histograms(run_dir: str | Path, summary: dict[str, Any], scores: pa.Tab
     return _save(fig, figures_dir(run_dir) / HISTOGRAMS_PNG)
 
 
-def plot_confusion(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table | None = None) -> Path:
+def plot_confusion(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table | None = None) -> Location:
     """2x2 confusion matrices at the report threshold per arm and AUC level (rows) and domain (columns), summed over
     seeds."""
     cells = confusion_data(summary)
@@ -229,7 +228,7 @@ def plot_confusion(run_dir: str | Path, summary: dict[str, Any], scores: pa.Tabl
     return _save(fig, figures_dir(run_dir) / CONFUSION_PNG)
 
 
-def plot_robustness(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table | None = None) -> Path | None:
+def plot_robustness(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table | None = None) -> Location | None:
     """AUC against JPEG quality and blur kernel, per domain and AUC level (rows), one line per arm with its band;
     None (and no file) when the run has no perturbed rows."""
     rows = summary["robustness"]
@@ -275,7 +274,7 @@ def plot_robustness(run_dir: str | Path, summary: dict[str, Any], scores: pa.Tab
 
 @dataclass(frozen=True)
 class ContactSheet:
-    path: Path
+    path: Location
     arm: str
     sample_ids: tuple[str, ...]  # in the order shown, most confident error first
     note: str | None  # why thumbnails are missing, when they are
@@ -287,11 +286,11 @@ def read_thumbnails(run_dir: str | Path, sample_ids: list[str]) -> tuple[dict[st
     run = schema.RunDir(run_dir)
     if not sample_ids:
         return {}, None
-    if not run.crops.is_dir() or not any(run.crops.glob("*.parquet")):
+    if not run.crops.glob("*.parquet"):
         return {}, f"no crops in {run.crops}: thumbnails unavailable"
     try:
-        t = pq.read_table(run.crops, columns=["sample_id", "image", "path"],
-                          filters=[("sample_id", "in", sorted(set(sample_ids)))])
+        t = run.crops.read_parquet(columns=["sample_id", "image", "path"],
+                                   filters=[("sample_id", "in", sorted(set(sample_ids)))])
     except (OSError, pa.ArrowException) as exc:
         return {}, f"could not read crops in {run.crops} ({type(exc).__name__}: {exc}): thumbnails unavailable"
     out: dict[str, tuple[np.ndarray, str]] = {}
@@ -344,7 +343,7 @@ def plot_contact_sheet(run_dir: str | Path, summary: dict[str, Any], scores: pa.
     return ContactSheet(_save(fig, path), arm, tuple(e["sample_id"] for e in errors), note)
 
 
-def make_figures(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table) -> list[Path]:
+def make_figures(run_dir: str | Path, summary: dict[str, Any], scores: pa.Table) -> list[Location]:
     """Every figure of the report, in the order report.html shows them; PNGs left from an earlier build that this
     one did not write (say, robustness.png once the perturbed rows are gone) are removed."""
     paths = [plot_roc(run_dir, summary, scores), plot_histograms(run_dir, summary, scores),

@@ -14,22 +14,24 @@ from pathlib import Path
 import numpy as np
 
 from dfsweep import schema
+from dfsweep.storage import Location, parse
 
 PREDICT_COLUMNS = ("file", "frame_index", "face_found", "status", "reason", "face_prob", "score", "verdict")
 
 
 @dataclass(frozen=True)
 class ChosenModel:
-    path: Path
+    path: Location
     meta: dict
     why: str
 
 
 def choose_model(model_or_run: str | Path) -> ChosenModel:
-    """A .keras file as given, or the run's trial with the highest source-val AUC (ties: trial id)."""
-    p = Path(model_or_run)
-    if p.is_file() and p.suffix == ".keras":
-        meta_path = p.with_suffix(".json")
+    """A .keras file as given, or the run's trial with the highest source-val AUC (ties: trial id); either may be a
+    local path or a storage URI."""
+    p = parse(model_or_run)
+    if p.suffix == ".keras" and p.is_file():
+        meta_path = p.parent / f"{p.stem}.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         return ChosenModel(p, meta, "model file given")
     run = schema.RunDir(p)
@@ -89,7 +91,8 @@ def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: flo
     chosen = choose_model(model_or_run)
     import keras
 
-    model = keras.saving.load_model(str(chosen.path), compile=False)
+    with chosen.path.local_copy() as local:  # Keras reads only local files
+        model = keras.saving.load_model(str(local), compile=False)
     size = int(model.input_shape[1])
     cropper = FaceCropper(crop_size_px=size, margin=margin, min_face_px=min_face_px, min_face_prob=min_face_prob)
     rows = []

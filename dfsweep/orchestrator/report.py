@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import time
@@ -23,7 +24,6 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 from scipy import stats as sps
 
@@ -31,6 +31,7 @@ from dfsweep import __version__, schema
 from dfsweep.config import ReportConfig, config_from_dict
 from dfsweep.orchestrator import stats
 from dfsweep.orchestrator.collect import collect_scores
+from dfsweep.storage import Location, parse
 
 BASELINE_VARIANT = "v1"
 # Diagnostic arms are shown beside the others but are not candidates in the tests against V1 (nor in Holm's family).
@@ -470,7 +471,7 @@ def _shortcut_warnings(aggregates: list[dict]) -> list[str]:
 def _manifest_counts(run: schema.RunDir) -> dict[str, Any]:
     if not run.manifest.exists():
         return {}
-    m = pq.read_table(run.manifest, columns=["domain", "label", "status", "split"])
+    m = run.manifest.read_parquet(columns=["domain", "label", "status", "split"])
     counts: dict[str, Any] = {"inputs": m.num_rows, "by_status": {}, "crops_by_domain_split_label": {}}
     for r in m.group_by(["status"]).aggregate([("status", "count")]).to_pylist():
         counts["by_status"][r["status"]] = r["status_count"]
@@ -664,23 +665,18 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_summary(summary: dict[str, Any], path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True, allow_nan=False) + "\n")
-    tmp.replace(path)
+def write_summary(summary: dict[str, Any], path: str | Path | Location) -> None:
+    parse(path).write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-def write_metrics_csv(summary: dict[str, Any], path: str | Path) -> None:
+def write_metrics_csv(summary: dict[str, Any], path: str | Path | Location) -> None:
     """summary["metrics"] as CSV, one row per trial x domain x perturbation x level; empty cells for None."""
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for row in _jsonable(summary["metrics"]):
-            w.writerow({k: "" if row.get(k) is None else row[k] for k in METRICS_COLUMNS})
-    tmp.replace(path)
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for row in _jsonable(summary["metrics"]):
+        w.writerow({k: "" if row.get(k) is None else row[k] for k in METRICS_COLUMNS})
+    parse(path).write_text(f.getvalue())
 
 
 def verdict_text(p_holm: float | None, alpha: float) -> str:

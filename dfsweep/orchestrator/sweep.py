@@ -31,6 +31,12 @@ def trial_resources(cfg: Config) -> dict:
     return {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
 
 
+def _tune_storage(run: schema.RunDir) -> dict:
+    """Tune's storage arguments for the run's tune/ folder: a local path, or a bucket path plus its filesystem (Tune
+    refuses an s3:// URI together with a filesystem, so the URI's scheme stays out)."""
+    return dict(storage_path=run.tune.path, storage_filesystem=None if run.tune.is_local else run.tune.fs)
+
+
 def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], name: str):
     from ray import tune
 
@@ -44,7 +50,7 @@ def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], nam
         ),
         run_config=tune.RunConfig(
             name=name,  # one experiment per invocation: sweep-001, sweep-002, ... under tune/
-            storage_path=str(run.tune),  # must be absolute (a relative one fails in pyarrow)
+            **_tune_storage(run),  # checkpoints and per-epoch results live with the rest of the run
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the last epoch is all a restart needs
             verbose=1,
@@ -81,12 +87,13 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
         tune.with_parameters(tune_trainable, run_dir=str(run.root), train_cfg=cfg.train, cpus=cfg.sweep.cpus_per_trial,
                              feature_cache=cfg.sweep.share_work, degraded=degraded, private_degraded=not cfg.sweep.share_work),
         trial_resources(cfg))
-    experiments = sorted(run.tune.glob("sweep-*")) if run.tune.is_dir() else []
-    if experiments and tune.Tuner.can_restore(str(experiments[-1])):
+    experiments = run.tune.glob("sweep-*")
+    fs = _tune_storage(run)["storage_filesystem"]
+    if experiments and tune.Tuner.can_restore(experiments[-1].path, storage_filesystem=fs):
         # An interrupted sweep (driver killed): its unfinished trials continue from their last checkpoints.
         log(f"resuming {experiments[-1].name}: unfinished trials continue from their last checkpoint")
-        restored = tune.Tuner.restore(str(experiments[-1]), trainable=trainable, resume_unfinished=True,
-                                      resume_errored=True)
+        restored = tune.Tuner.restore(experiments[-1].path, trainable=trainable, resume_unfinished=True,
+                                      resume_errored=True, storage_filesystem=fs)
         _raise_on_errors(restored.fit())
     todo = [t for t in todo if not run.score_file(t["trial_id"]).exists()]
     if todo:

@@ -105,34 +105,33 @@ def perturbation_levels(train_cfg) -> list[tuple[str, int]]:
             + [("blur", int(k)) for k in train_cfg.test_blur_kernels_px])
 
 
-def degraded_dir(run, train_cfg) -> "Path":
-    """Where the degraded sets of this run live; keyed by the crops they come from and the input size."""
+def degraded_dir(run, train_cfg):
+    """Where the degraded sets of this run live (a storage Location); keyed by the crops they come from and the
+    input size."""
     import hashlib
 
     crops_key = run.crops_done.read_text().strip() if run.crops_done.exists() else "none"
     key = hashlib.sha256(f"{crops_key}:{train_cfg.input_size_px}".encode()).hexdigest()[:12]
-    return run.root / "degraded" / key
+    return run.degraded / key
 
 
-def build_degraded_sets(run, train_cfg, log=print, out=None) -> list["Path"]:
+def build_degraded_sets(run, train_cfg, log=print, out=None) -> list:
     """Write one Parquet file per (perturbation, level) of the test crops, resized to the input size first.
 
     Already-written files are kept (atomic writes, so a file that exists is whole): the sets are made once per
     sweep, shared by every trial, and not remade when the sweep is resumed.
     """
-    import pyarrow.parquet as pq
-
     from dfsweep.data_pipeline.faces import encode_png
     from dfsweep.data_pipeline.pipeline import read_crops
+    from dfsweep.storage import parse
     from dfsweep.trainables.augment import PERTURBATIONS
 
     levels = perturbation_levels(train_cfg)
-    out = out or degraded_dir(run, train_cfg)
+    out = parse(out) if out is not None else degraded_dir(run, train_cfg)
     todo = [(p, lv) for p, lv in levels if not (out / f"{p}-{lv}.parquet").exists()]
     if not todo:
         return [out / f"{p}-{lv}.parquet" for p, lv in levels]
     crops = read_crops(run)
-    out.mkdir(parents=True, exist_ok=True)
     size = train_cfg.input_size_px
     clean = {key: load_split(crops, *key, size) for key in TEST_SETS}
     for pert, level in todo:
@@ -145,19 +144,16 @@ def build_degraded_sets(run, train_cfg, log=print, out=None) -> list["Path"]:
                                    "domain": [domain] * len(d), "split": [split] * len(d), "label": d.y.tolist(),
                                    "image": pa.array(images, pa.binary()), "perturbation": [pert] * len(d),
                                    "level": pa.array([level] * len(d), pa.int32())}))
-        path = out / f"{pert}-{level}.parquet"
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(pa.concat_tables(parts), tmp)
-        tmp.replace(path)
+        (out / f"{pert}-{level}.parquet").write_parquet(pa.concat_tables(parts))
     log(f"degraded test sets: {len(todo)} made, {len(levels) - len(todo)} reused, in {out}")
     return [out / f"{p}-{lv}.parquet" for p, lv in levels]
 
 
 def load_degraded(path, domain: str, size_px: int) -> SplitData:
-    """One degraded set of one domain, as SplitData (split 'test'), sorted by sample_id."""
-    import pyarrow.parquet as pq
+    """One degraded set (a path or storage URI) of one domain, as SplitData (split 'test'), sorted by sample_id."""
+    from dfsweep.storage import parse
 
-    table = pq.read_table(path)
+    table = parse(path).read_parquet()
     table = table.filter(pc.equal(table.column("domain"), domain)).sort_by("sample_id")
     x = np.empty((table.num_rows, size_px, size_px, 3), np.float32)
     for i, png in enumerate(table.column("image").to_pylist()):

@@ -9,6 +9,7 @@ restarted trial resumes where it stopped. A variant is one entry of VARIANTS.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -21,6 +22,7 @@ import pyarrow as pa
 
 from dfsweep import schema
 from dfsweep.config import TrainConfig
+from dfsweep.storage import parse
 from dfsweep.trainables.data import SplitData, balanced_epoch, mixed_epoch
 
 Report = Callable[..., None]
@@ -133,16 +135,14 @@ class FeatureCache:
     def get(self, det, name: str, data: SplitData, batch_size: int) -> np.ndarray:
         path = self.dir / f"{name}.npz"
         if self.enabled and path.exists():
-            with np.load(path) as f:
+            with np.load(io.BytesIO(path.read_bytes())) as f:
                 if np.array_equal(f["sample_id"], data.sample_id):
                     return f["features"]
         feats = det.backbone.predict(data.x, batch_size=batch_size, verbose=0)
         if self.enabled:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".npz")
-            os.close(fd)
-            np.savez(tmp, features=feats, sample_id=data.sample_id)
-            os.replace(tmp, path)  # atomic: concurrent trials may both write the same content
+            buf = io.BytesIO()
+            np.savez(buf, features=feats, sample_id=data.sample_id)
+            path.write_bytes(buf.getvalue())  # atomic: concurrent trials may both write the same content
         return feats
 
 
@@ -280,17 +280,16 @@ def _score_table(tid: str, spec: dict, split: SplitData, scores: np.ndarray, per
     }, schema=schema.SCORES)
 
 
-def export_model(model, run: schema.RunDir, tid: str, meta: dict) -> Path:
+def export_model(model, run: schema.RunDir, tid: str, meta: dict):
     """The selected model as models/<trial_id>.keras (pixels in [0, 255] -> probability of fake, its own
     preprocessing inside) plus models/<trial_id>.json with the input contract it was built with."""
-    run.models.mkdir(parents=True, exist_ok=True)
     path = run.models / f"{tid}.keras"
-    tmp = run.models / f".{tid}.{os.getpid()}.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-    meta_tmp = run.models / f".{tid}.{os.getpid()}.json"
-    meta_tmp.write_text(json.dumps({k: v for k, v in meta.items() if k != "rng"}, indent=2, default=str))
-    os.replace(meta_tmp, run.models / f"{tid}.json")
+    with tempfile.TemporaryDirectory(prefix="dfsweep-model-") as tmp:
+        local = Path(tmp) / path.name
+        model.save(local)  # Keras writes only to a local file
+        path.upload(local)
+    (run.models / f"{tid}.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "rng"}, indent=2,
+                                                       default=str))
     return path
 
 
@@ -323,7 +322,7 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
 
     spec: variant, augmentation, seed. report(metrics) receives every epoch's metrics; checkpoint = (save, restored)
     wires Tune's checkpoints (save(metrics, payload) reports and checkpoints; restored: the payload, or None).
-    degraded: the degraded-set files to score (default: this run's, made once by the sweep); private_degraded:
+    degraded: the degraded-set files (paths or URIs) to score (default: this run's, made once by the sweep); private_degraded:
     make them afresh in a temporary folder of this trial instead (only to measure what sharing saves).
     """
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -362,22 +361,17 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     if degraded is None:
         from dfsweep.trainables.data import build_degraded_sets
 
-        degraded = build_degraded_sets(run, train_cfg, log=lambda *a: None, out=Path(private.name) if private else None)
-    for path in degraded:
+        degraded = build_degraded_sets(run, train_cfg, log=lambda *a: None, out=private.name if private else None)
+    for path in map(parse, degraded):
         for domain, _split in TEST_SETS:
             d = load_degraded(path, domain, train_cfg.input_size_px)
             if len(d):
-                pert, level = Path(path).stem.split("-")
-                tables.append(_score_table(tid, spec, d, scorer(f"{domain}-test-{Path(path).stem}", d), pert, int(level)))
+                pert, level = path.stem.split("-")
+                tables.append(_score_table(tid, spec, d, scorer(f"{domain}-test-{path.stem}", d), pert, int(level)))
     table = pa.concat_tables(tables)
     if private:
         private.cleanup()
-    run.scores.mkdir(parents=True, exist_ok=True)
-    import pyarrow.parquet as pq
-
-    tmp = run.score_file(tid).with_suffix(f".{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(run.score_file(tid))  # atomic: a score file is whole or absent
+    run.score_file(tid).write_parquet(table)  # atomic: a score file is whole or absent
     report(dict(phase="done", epoch=ctx.progress.epoch, chosen_epoch=ctx.progress.best_epoch,
                 scores_written=table.num_rows))
     return table
