@@ -28,3 +28,23 @@ def test_a_typo_in_cluster_yaml_fails_validation():
     cfg["available_node_types"]["gpu_worker"]["max_wokers"] = cfg["available_node_types"]["gpu_worker"].pop("max_workers")
     with pytest.raises(Exception, match="max_wokers|Additional properties"):
         _validate(cfg)
+
+
+def test_local_cluster_template_is_valid_for_ray_once_filled_in():
+    """configs/cluster-local.yaml (the one `make test-ssh` runs) with its placeholders filled in, as the test does."""
+    import sys
+
+    sys.path.insert(0, str(CLUSTER_YAML.parent / "scripts"))
+    from ray_up_local import TEMPLATE, fill_template
+
+    text = TEMPLATE.read_text()
+    assert {"__SSH_USER__", "__SSH_KEY__", "__VENV__"} <= set(__import__("re").findall(r"__[A-Z_]+__", text))
+    cfg = yaml.safe_load(fill_template(text, "me", Path("/home/me/.ssh/id_ed25519"), Path("/opt/venv")))
+    _validate(cfg)
+    assert cfg["provider"] == {"type": "local", "head_ip": "127.0.0.1", "worker_ips": []}
+    start = " ".join(cfg["head_start_ray_commands"])
+    assert "/opt/venv/bin/ray start --head" in start and "--include-dashboard=false" in start
+    # ssh forwards no environment: every command Ray runs over ssh exports what Ray needs itself.
+    for cmd in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]:
+        assert cmd.startswith("export RAY_AUTH_MODE=disabled "), cmd
+    assert not any("pip" in c for c in cfg["setup_commands"])  # the venv exists: nothing is installed
