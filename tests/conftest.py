@@ -48,17 +48,54 @@ def weights_file() -> Path:
     return WEIGHTS
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray (2 CPUs, no dashboard) shared by every Ray test; shut down at the end."""
+def _require_loopback() -> None:
     if not _only_loopback() and os.environ.get("DFSWEEP_ALLOW_NETWORK_RAY") != "1":
         pytest.skip("Ray tests run in a private network namespace: use `make test` (scripts/isolated.sh), "
                     "or set DFSWEEP_ALLOW_NETWORK_RAY=1")
+
+
+def _init_local_ray() -> None:
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray (2 CPUs, no dashboard) shared by every Ray test; shut down at the end."""
+    _require_loopback()
+    import ray
+
+    _init_local_ray()
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_two_nodes():
+    """Two Ray nodes on this machine (ray.cluster_utils.Cluster), the driver connected to the head: the head has no
+    CPUs, so every task, actor and trial runs on the 2-CPU worker node. Yields the Cluster. If ray_session's Ray is
+    running (another order of modules), it is shut down meanwhile and started again afterwards."""
+    _require_loopback()
+    import ray
+    from ray.cluster_utils import Cluster
+
+    paused = ray.is_initialized()
+    if paused:
+        ray.shutdown()
+    # shutdown_at_exit=False: a Node that shuts down at exit installs signal handlers, which only the main thread
+    # may do, and tests add nodes from a watcher thread; the `finally` below shuts the cluster down instead.
+    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False),
+                      shutdown_at_exit=False)
+    try:
+        cluster.add_node(num_cpus=2)
+        ray.init(address=cluster.address, log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if paused:
+            _init_local_ray()
 
 
 def write_bad_inputs(class_dir: Path, outside: Path) -> dict[str, str]:
