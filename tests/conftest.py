@@ -98,6 +98,76 @@ def ray_two_nodes():
             _init_local_ray()
 
 
+def trial_worker_pids() -> list[int]:
+    """PIDs of the processes that run Tune function trials (their command line is `ray::ImplicitFunc...`)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmd.startswith("ray::ImplicitFunc"):
+                pids.append(int(entry))
+    return pids
+
+
+def trial_epoch_rows(run, trial: str) -> list[dict]:
+    """A trial's per-epoch rows in its result.json, which Tune's driver appends as it takes each report. A row for
+    epoch k + 1 means epoch k's checkpoint is registered (Tune saves a reported checkpoint before the next epoch)."""
+    import json
+
+    rows = []
+    for path in run.tune.glob(f"sweep-*/{trial}/result.json"):
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line being written
+                continue
+            if row.get("phase") in ("head", "finetune"):
+                rows.append(row)
+    return rows
+
+
+V2_TRIAL = "v2-paper-s9"
+
+
+def restartable_v2_sweep(weights_file: Path):
+    """A sweep of one V2 trial (V2_TRIAL: 3 head + 2 fine-tuning epochs at 71 px) that Tune retries up to twice."""
+    from dfsweep.config import config_from_dict
+
+    return config_from_dict({
+        "train": {"input_size_px": 71, "weights": str(weights_file), "head_epochs": 3, "finetune_epochs": 2,
+                  "batch_size": 8, "test_jpeg_qualities": [], "test_blur_kernels_px": [], "export_model": False},
+        "sweep": {"variants": ["v2"], "seeds": [9], "cpus_per_trial": 1, "max_failures": 2},
+    })
+
+
+def assert_same_scores(a_file, b_file) -> None:
+    """Two score files hold the same samples with bitwise-equal scores."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    keys = [("domain", "ascending"), ("split", "ascending"), ("sample_id", "ascending")]
+    a = pq.read_table(a_file).sort_by(keys)
+    b = pq.read_table(b_file).sort_by(keys)
+    assert a.num_rows > 0
+    assert a.column("sample_id").equals(b.column("sample_id"))
+    np.testing.assert_array_equal(a.column("score").to_numpy(), b.column("score").to_numpy())
+
+
+def copy_crops(base, dst: Path):
+    """A new run directory at dst holding base's manifest and complete crops (so a sweep can start there)."""
+    import shutil
+
+    from dfsweep import schema
+
+    run = schema.RunDir(dst)
+    shutil.copytree(base.crops, run.crops)
+    shutil.copy(base.manifest, run.manifest)
+    return run
+
+
 def write_bad_inputs(class_dir: Path, outside: Path) -> dict[str, str]:
     """Plant files that must end as manifest rows with a reason; returns file name -> expected status.
 

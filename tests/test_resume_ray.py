@@ -1,7 +1,8 @@
-"""A Tune trial whose worker process is SIGKILLed mid-run is restarted by Tune from its last per-epoch checkpoint
-and ends with exactly the scores of an undisturbed run (real Ray Tune, real Keras, on loopback)."""
+"""Killed mid-sweep and resumed (real Ray Tune, real Keras, on loopback): a trial whose worker process is SIGKILLed
+is restarted by Tune from its last per-epoch checkpoint and ends with exactly the scores of an undisturbed run; a
+`dfsweep run` driver that is SIGKILLed is resumed with `dfsweep run --resume`, which finishes only the unfinished
+trial, from its checkpoint, and duplicates or loses no trial's scores."""
 
-import json
 import os
 import shutil
 import signal
@@ -9,9 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
+
+from conftest import (V2_TRIAL, assert_same_scores, copy_crops, restartable_v2_sweep, trial_epoch_rows,
+                      trial_worker_pids)
 
 from dfsweep import schema
 from dfsweep.config import config_from_dict
@@ -19,19 +21,6 @@ from dfsweep.data_pipeline.pipeline import prepare
 from dfsweep.orchestrator.sweep import run_sweep
 
 pytestmark = [pytest.mark.ray, pytest.mark.tf, pytest.mark.slow]
-
-
-def _trial_worker_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if cmd.startswith("ray::ImplicitFunc"):
-                pids.append(int(entry))
-    return pids
 
 
 @pytest.fixture(scope="module")
@@ -51,30 +40,19 @@ def PREPARED(data: Path) -> dict:
     return {"source": str(data / "source"), "target": str(data / "target"), "crop_size_px": 80}
 
 
-def _copy(base: schema.RunDir, dst: Path) -> schema.RunDir:
-    run = schema.RunDir(dst)
-    shutil.copytree(base.crops, run.crops)
-    shutil.copy(base.manifest, run.manifest)
-    return run
-
-
 def test_killed_trial_resumes_from_its_checkpoint_to_the_same_scores(crops, weights_file, tmp_path):
-    cfg = config_from_dict({
-        "train": {"input_size_px": 71, "weights": str(weights_file), "head_epochs": 3, "finetune_epochs": 2,
-                  "batch_size": 8, "test_jpeg_qualities": [], "test_blur_kernels_px": [], "export_model": False},
-        "sweep": {"variants": ["v2"], "seeds": [9], "cpus_per_trial": 1, "max_failures": 2},
-    })
-    calm = _copy(crops, tmp_path / "calm")
+    cfg = restartable_v2_sweep(weights_file)
+    calm = copy_crops(crops, tmp_path / "calm")
     run_sweep(cfg, calm, log=lambda *a: None)
 
-    hit = _copy(crops, tmp_path / "hit")
+    hit = copy_crops(crops, tmp_path / "hit")
     killed: list[int] = []
 
     def kill_after_first_checkpoint() -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
-            if list(hit.tune.glob("sweep-*/*/checkpoint_*")):
-                for pid in _trial_worker_pids():
+            if len(trial_epoch_rows(hit, V2_TRIAL)) >= 2:  # so epoch 1's checkpoint is registered
+                for pid in trial_worker_pids():
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             time.sleep(0.05)
@@ -85,16 +63,11 @@ def test_killed_trial_resumes_from_its_checkpoint_to_the_same_scores(crops, weig
     watcher.join(timeout=5)
     assert killed, "the trial finished before it could be killed"
 
-    rows = [json.loads(line) for line in hit.tune.glob("sweep-*/*/result.json")[0].read_text().splitlines()]
-    epochs = [r["epoch"] for r in rows if r.get("phase") in ("head", "finetune")]
+    epochs = [r["epoch"] for r in trial_epoch_rows(hit, V2_TRIAL)]
     assert sorted(set(epochs)) == [1, 2, 3, 4, 5]
     assert epochs.count(1) == 1  # restarted from a checkpoint, not from scratch (which would report epoch 1 again)
 
-    keys = [("domain", "ascending"), ("split", "ascending"), ("sample_id", "ascending")]
-    a = pq.read_table(calm.score_file("v2-paper-s9")).sort_by(keys)
-    b = pq.read_table(hit.score_file("v2-paper-s9")).sort_by(keys)
-    assert a.column("sample_id").equals(b.column("sample_id"))
-    np.testing.assert_array_equal(a.column("score").to_numpy(), b.column("score").to_numpy())
+    assert_same_scores(calm.score_file(V2_TRIAL), hit.score_file(V2_TRIAL))
 
 
 def test_killed_driver_resumes_only_unfinished_trials(crops, weights_file, ray_session, tmp_path):
@@ -108,7 +81,7 @@ def test_killed_driver_resumes_only_unfinished_trials(crops, weights_file, ray_s
     from dfsweep.cli import app
     from dfsweep.orchestrator.collect import collect_scores
 
-    run = _copy(crops, tmp_path / "driver")
+    run = copy_crops(crops, tmp_path / "driver")
     cfg_dict = {
         "prepare": PREPARED(crops.data),
         "train": {"input_size_px": 71, "weights": str(weights_file), "head_epochs": 3, "finetune_epochs": 1,
@@ -117,16 +90,33 @@ def test_killed_driver_resumes_only_unfinished_trials(crops, weights_file, ray_s
         "report": {"bootstrap_samples": 200},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg_dict))
-    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    # Tune saves its experiment state (what a restore starts from) at most every 10 s by default; every 2 s here, so
+    # that the short second trial is caught running with a checkpoint in the saved state.
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address, "TUNE_GLOBAL_CHECKPOINT_S": "2"}
     driver = subprocess.Popen([sys.executable, "-m", "dfsweep.cli", "run", str(run.root), "-c", str(tmp_path / "c.yaml")],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def saved_checkpoint(trial: str) -> bool:
+        """Whether Tune's saved experiment state holds a checkpoint of the trial."""
+        from ray.tune import ExperimentAnalysis
+
+        try:
+            trials = ExperimentAnalysis(os.fspath(run.tune / "sweep-001")).trials
+        except Exception:  # no state saved yet, or one being written
+            return False
+        return any(t.config["trial"]["trial_id"] == trial and t.checkpoint is not None for t in trials)
+
+    # Kill the driver once the first trial is done and the saved state has a checkpoint of the second.
+    trials = ("v1-none-s4", "v2-paper-s4")
     deadline = time.monotonic() + 300
-    # Kill the driver once the first trial is done and the second has checkpointed at least once.
     while time.monotonic() < deadline:
         assert driver.poll() is None, "the sweep finished before its driver could be killed"
-        if run.scores.glob("*.parquet") and len(run.tune.glob("sweep-001/*/checkpoint_*")) >= 2:
+        done = [t for t in trials if run.score_file(t).exists()]
+        if len(done) == 1 and saved_checkpoint(next(t for t in trials if t not in done)):
             break
-        time.sleep(0.05)
+        time.sleep(0.25)
+    else:
+        pytest.fail("the second trial had no saved checkpoint within 300 s")
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     done_before = {p.name: Path(p).stat().st_mtime_ns for p in run.scores.glob("*.parquet")}
@@ -142,9 +132,8 @@ def test_killed_driver_resumes_only_unfinished_trials(crops, weights_file, ray_s
     scores = collect_scores(run.scores)  # refuses duplicate (trial, sample, perturbation, level) rows
     assert sorted(set(scores.column("trial_id").to_pylist())) == ["v1-none-s4", "v2-paper-s4"]
     assert run.summary.exists()  # and the report was made
-    result_json = next(p for p in run.tune.glob("sweep-001/*/result.json") if unfinished in str(p))
-    epochs = [json.loads(line).get("epoch") for line in result_json.read_text().splitlines()]
-    assert epochs.count(1) == 1  # the interrupted trial continued from its checkpoint
+    epochs = [r["epoch"] for r in trial_epoch_rows(run, unfinished)]
+    assert sorted(set(epochs)) == [1, 2, 3, 4] and epochs.count(1) == 1  # it continued from its checkpoint
 
 
 def test_resume_needs_a_run_and_its_own_config(tmp_path):
