@@ -11,7 +11,7 @@ from dfsweep.data_pipeline.demo import build_demo
 def test_layout_groups_and_determinism(tmp_path):
     a = build_demo(tmp_path / "a", seed=3, people_per_domain=2, photos_per_person=2, log=lambda *x: None)
     b = build_demo(tmp_path / "b", seed=3, people_per_domain=2, photos_per_person=2, log=lambda *x: None)
-    assert a == {"source/real": 4, "source/fake": 4, "target/real": 4, "target/fake": 4}
+    assert a == b == {"source/real": 4, "source/fake": 4, "target/real": 4, "target/fake": 4}
     for domain in ("source", "target"):
         for cls in ("real", "fake"):
             names = sorted(p.name for p in (tmp_path / "a" / domain / cls).glob("*.png"))

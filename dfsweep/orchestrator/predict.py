@@ -60,7 +60,7 @@ def choose_model(model_or_run: str | Path) -> ChosenModel:
 
 def _inputs(paths: list[str | Path]) -> list[tuple[Path, int]]:
     """(file, frame_index) for every file given or found under a folder; videos give evenly spaced frames."""
-    from dfsweep.data_pipeline.scan import IMAGE_SUFFIXES, VIDEO_SUFFIXES, frame_indices
+    from dfsweep.data_pipeline.scan import VIDEO_SUFFIXES, frame_indices
 
     found: list[tuple[Path, int]] = []
     for given in paths:
