@@ -25,9 +25,6 @@ from dfsweep.orchestrator.sweep import run_sweep
 # for a CPU forever. The module takes ~2 min on 2 cores.
 pytestmark = [pytest.mark.ray, pytest.mark.tf, pytest.mark.slow, pytest.mark.timeout(900)]
 
-TRIAL = V2_TRIAL
-
-
 @pytest.fixture(scope="module")
 def crops(tiny_demo, ray_two_nodes, tmp_path_factory):
     demo, _ = tiny_demo
@@ -70,10 +67,10 @@ def test_killed_worker_node_trial_resumes_on_a_new_node_with_the_same_scores(cro
         try:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                if len(trial_epoch_rows(hit, TRIAL)) >= 2:  # so epoch 1's checkpoint is registered
+                if len(trial_epoch_rows(hit, V2_TRIAL)) >= 2:  # so epoch 1's checkpoint is registered
                     seen["trial_pids"] = [p for p in trial_worker_pids() if _parent(p) == raylet]
                     cluster.remove_node(worker, allow_graceful=False)  # SIGKILL to every process of the node
-                    seen["epochs_before"] = [r["epoch"] for r in trial_epoch_rows(hit, TRIAL)]
+                    seen["epochs_before"] = [r["epoch"] for r in trial_epoch_rows(hit, V2_TRIAL)]
                     seen["replacement"] = cluster.add_node(num_cpus=2)
                     return
                 time.sleep(0.05)
@@ -100,7 +97,7 @@ def test_killed_worker_node_trial_resumes_on_a_new_node_with_the_same_scores(cro
 
     # Restarted once, from a checkpoint: epoch 1 is reported once, and the second attempt's first report is a later
     # epoch (Tune counts iterations_since_restore from 1 again in a restored trial).
-    rows = trial_epoch_rows(hit, TRIAL)
+    rows = trial_epoch_rows(hit, V2_TRIAL)
     epochs = [r["epoch"] for r in rows]
     assert sorted(set(epochs)) == [1, 2, 3, 4, 5]
     assert epochs.count(1) == 1
@@ -114,4 +111,4 @@ def test_killed_worker_node_trial_resumes_on_a_new_node_with_the_same_scores(cro
           f"{seen['epochs_before']}; retried from epoch {epochs[retry]}; reported epochs {epochs}; "
           f"disturbed sweep {seen['sweep_s']:.0f} s")
 
-    assert_same_scores(calm.score_file(TRIAL), hit.score_file(TRIAL))
+    assert_same_scores(calm.score_file(V2_TRIAL), hit.score_file(V2_TRIAL))

@@ -126,7 +126,7 @@ def test_killed_driver_resumes_only_unfinished_trials(crops, weights_file, ray_s
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = " ".join(result.output.split())
     assert "crops are complete" in out and "resuming sweep-001" in out
-    unfinished = next(t for t in ("v1-none-s4", "v2-paper-s4") if f"{t}.parquet" not in done_before)
+    unfinished = next(t for t in trials if f"{t}.parquet" not in done_before)
     assert f"1 of 2 trials to run: {unfinished}" in out  # only the unfinished trial ran
     assert {p.name: Path(p).stat().st_mtime_ns for p in run.scores.glob("*.parquet") if p.name in done_before} == done_before
     scores = collect_scores(run.scores)  # refuses duplicate (trial, sample, perturbation, level) rows
