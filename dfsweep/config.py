@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dfsweep.perturbations import PERTURBATIONS
 
 
 class ConfigError(ValueError):
@@ -129,9 +132,9 @@ class TrainConfig:
     mixed_precision: str = "auto"
     # Save each trial's selected model as models/<trial_id>.keras (about 90 MB each, whatever the input size).
     export_model: bool = True
-    # Degraded test sets, made once per sweep and scored by every trial (empty list: none).
-    test_jpeg_qualities: tuple[int, ...] = (95, 80, 60, 40, 20)
-    test_blur_kernels_px: tuple[int, ...] = (3, 5, 9)
+    # Degraded test sets, made once per sweep and scored by every trial: {perturbation: [levels]} for the kinds of
+    # perturbations.PERTURBATIONS. A kind left out keeps its default levels; [] switches it off.
+    test_perturbations: dict[str, tuple[int, ...]] = field(default_factory=lambda: default_test_perturbations())
 
     def __post_init__(self) -> None:
         _check(self.input_size_px >= 71, f"train.input_size_px must be >= 71 (Xception's minimum), got {self.input_size_px}")
@@ -148,10 +151,26 @@ class TrainConfig:
             _check(0 <= getattr(self, name) <= 1, f"train.{name} must be in [0, 1]")
         _check(1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100,
                "train.jpeg_quality_min/max must satisfy 1 <= min <= max <= 100")
-        for name in ("blur_kernels_px", "test_blur_kernels_px"):
-            _check(all(k >= 1 and k % 2 == 1 for k in getattr(self, name)), f"train.{name} must hold odd sizes >= 1")
+        _check(all(k >= 1 and k % 2 == 1 for k in self.blur_kernels_px), "train.blur_kernels_px must hold odd sizes >= 1")
         _check(len(self.blur_kernels_px) > 0, "train.blur_kernels_px must not be empty")
-        _check(all(1 <= q <= 100 for q in self.test_jpeg_qualities), "train.test_jpeg_qualities must be in [1, 100]")
+        _check(isinstance(self.test_perturbations, dict), "train.test_perturbations must be a mapping")
+        unknown = sorted(set(self.test_perturbations) - set(PERTURBATIONS))
+        _check(not unknown, f"unknown perturbation(s) {unknown} in train.test_perturbations; valid: {', '.join(PERTURBATIONS)}")
+        levels = {**default_test_perturbations(), **{k: tuple(v) for k, v in self.test_perturbations.items()}}
+        for name, values in levels.items():
+            p = PERTURBATIONS[name]
+            _check(all(isinstance(v, int) and p.valid(v) for v in values),
+                   f"train.test_perturbations.{name} must hold {p.valid_text}, got {list(values)}")
+            _check(len(set(values)) == len(values), f"train.test_perturbations.{name} has duplicates: {list(values)}")
+        object.__setattr__(self, "test_perturbations", {name: levels[name] for name in PERTURBATIONS})
+
+    def perturbation_levels(self) -> list[tuple[str, int]]:
+        """(perturbation, level) of every degraded test set, kinds in registry order, levels in the config's."""
+        return [(name, int(level)) for name, levels in self.test_perturbations.items() for level in levels]
+
+
+def default_test_perturbations() -> dict[str, tuple[int, ...]]:
+    return {name: p.default_levels for name, p in PERTURBATIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -216,6 +235,10 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     """Check one YAML value against its field's annotation; ints are accepted where floats are expected."""
     where = f"{section}.{key}"
     origin = typing.get_origin(annotation)
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
+        return {_coerce(section, key, k, key_type): _coerce(section, f"{key}.{k}", v, value_type) for k, v in value.items()}
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(annotation)
         _check(isinstance(value, (list, tuple)), f"{where} must be a list, got {value!r}")
@@ -235,8 +258,29 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     raise TypeError(f"unsupported annotation {annotation!r} for {where}")  # a programming error, not user input
 
 
+# Keys that were replaced: read with a deprecation message, mapped onto their replacement (section, old -> new).
+DEPRECATED = {("train", "test_jpeg_qualities"): ("test_perturbations", "jpeg"),
+              ("train", "test_blur_kernels_px"): ("test_perturbations", "blur")}
+
+
+def _undeprecate(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    values = dict(values)
+    for (sec, old), (new, kind) in DEPRECATED.items():
+        if sec != section or old not in values:
+            continue
+        levels = values.pop(old)
+        given = values.get(new)
+        _check(given is None or (isinstance(given, dict) and kind not in given),
+               f"{section}.{old} (deprecated) and {section}.{new}.{kind} both given: keep only {section}.{new}")
+        warnings.warn(f"config key {section}.{old} is deprecated: write {section}.{new}: {{{kind}: {levels!r}}}",
+                      FutureWarning, stacklevel=4)
+        values[new] = {**(given or {}), kind: levels}
+    return values
+
+
 def _section(section: str, cls: type, values: Any) -> Any:
     _check(isinstance(values, dict), f"section {section!r} must be a mapping, got {values!r}")
+    values = _undeprecate(section, values)
     hints = typing.get_type_hints(cls)
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(valid))
@@ -271,6 +315,8 @@ def load_config(path: str | Path | None) -> Config:
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """Plain data (tuples as lists) that `config_from_dict` turns back into the same Config."""
     def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
         return list(v) if isinstance(v, tuple) else v
     return {name: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, name)).items()} for name in SECTIONS}
 

@@ -1,7 +1,8 @@
-"""Column names and pyarrow schemas of the files that stages exchange: manifest, crops and scores.
+"""Every file format that stages exchange: manifest, crops, degraded sets, feature cache, scores, model card.
 
 Every writer builds its table against one of these schemas and every reader checks it with `validate_table`,
 so a stage can be re-run from the files of the stage before it and a broken file fails loudly, by name.
+`RunDir` is the one place where the files' names inside a run are spelled.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import pyarrow as pa
 
 LABELS = {0: "real", 1: "fake"}
 DOMAINS = ("source", "target")
-SPLITS = ("train", "val", "test", "adapt")
-PERTURBATIONS = ("none", "jpeg", "blur")
+# What a variant is for, written into every score row so the report finds its arms from the scores alone:
+# the baseline every candidate is tested against, candidates, and diagnostics shown beside them but never tested.
+ROLES = ("baseline", "candidate", "diagnostic")
+# Score files written before the `role` column existed: their variants' roles as they were then.
+LEGACY_ROLES = {"v1": "baseline", "cue": "diagnostic"}
 
 # Manifest status values: "ok" rows become crops; every other value comes with a human-readable reason.
 STATUS_OK = "ok"
@@ -56,6 +60,22 @@ CROPS = pa.schema([
     ("frame_index", pa.int32()),
 ])
 
+# degraded/<key>/<perturbation>-<level>.parquet: the test crops under one perturbation level, at the input size.
+DEGRADED = pa.schema([
+    ("sample_id", pa.string()),
+    ("dataset", pa.string()),
+    ("video_id", pa.string()),
+    ("domain", pa.string()),
+    ("split", pa.string()),
+    ("label", pa.int8()),
+    ("image", pa.binary()),  # PNG, RGB, input_size_px square
+    ("perturbation", pa.string()),  # a key of perturbations.PERTURBATIONS
+    ("level", pa.int32()),
+])
+
+# features/<key>/<set>.npz: frozen-backbone embeddings, row i belongs to sample_id[i] (the set's order).
+FEATURES_NPZ_KEYS = ("features", "sample_id")  # (n, 2048) float32, (n,) str
+
 SCORES = pa.schema([
     ("trial_id", pa.string()),
     ("variant", pa.string()),
@@ -66,19 +86,43 @@ SCORES = pa.schema([
     ("split", pa.string()),
     ("sample_id", pa.string()),
     ("label", pa.int8()),
-    ("perturbation", pa.string()),
-    ("level", pa.int32()),  # JPEG quality or blur kernel size; 0 for none
+    ("perturbation", pa.string()),  # "none" or a key of perturbations.PERTURBATIONS
+    ("level", pa.int32()),  # the perturbation's level (JPEG quality, blur kernel, noise sigma); 0 for none
     ("score", pa.float32()),  # probability of fake
     ("video_id", pa.string()),  # the video a frame comes from ("" for an image): video-level metrics group by it
+    ("role", pa.string()),  # the variant's role (ROLES); "" in files from before roles: see role_of
 ])
 
 # Columns a file may lack (written before they existed, or by a tool that has none to give): filled on read.
-OPTIONAL_DEFAULTS = {"video_id": ""}
+OPTIONAL_DEFAULTS = {"video_id": "", "role": ""}
 
 
 def scores_schema(*, video: bool = True) -> pa.Schema:
-    """SCORES, or SCORES without the optional video column (for writers of image-only scores)."""
+    """SCORES, or SCORES without its optional columns (video_id, role: for minimal writers of image-only scores)."""
     return SCORES if video else pa.schema([f for f in SCORES if f.name not in OPTIONAL_DEFAULTS])
+
+
+def role_of(variant: str, role: str) -> str:
+    """A score row's role: its own, or (older files, role "") the one its variant had before roles were written."""
+    return role or LEGACY_ROLES.get(variant, "candidate")
+
+
+# models/<trial_id>.json beside models/<trial_id>.keras: what the model is and the input contract `predict` needs
+# to make the crops it was trained on (the crop settings of prepare, the input size and pixel range of train).
+MODEL_CARD_KEYS = ("trial_id", "variant", "augmentation", "seed", "role", "input_size_px", "pixel_range", "weights",
+                   "chosen_epoch", "source_val_auc", "crop")
+MODEL_CARD_CROP_KEYS = ("crop_size_px", "face_margin", "min_face_px", "min_face_prob", "face_policy", "video_frames")
+
+
+def validate_model_card(card: dict, name: str) -> dict:
+    """The card, or SchemaError naming the missing keys. `crop` is None when the crops were made before prepare
+    wrote their settings (crops/_SETTINGS.json); `predict` then says it falls back to prepare's defaults."""
+    missing = [k for k in MODEL_CARD_KEYS if k not in card]
+    crop = card.get("crop")
+    missing += [f"crop.{k}" for k in MODEL_CARD_CROP_KEYS if k not in crop] if isinstance(crop, dict) else []
+    if missing:
+        raise SchemaError(f"{name}: model card lacks {missing} (written by an older dfsweep? re-run the trial)")
+    return card
 
 
 class SchemaError(ValueError):
@@ -117,10 +161,6 @@ def validate_table(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
-
-
 class RunDir:
     """Where each stage's files live inside one run directory (the only place file names are spelled).
 
@@ -137,6 +177,7 @@ class RunDir:
         self.detections = self.root / "detections"  # MTCNN results per batch, keyed by the crop settings
         self.crops = self.root / "crops"
         self.crops_done = self.crops / "_DONE"
+        self.crop_settings = self.crops / "_SETTINGS.json"  # prepare's crop settings, copied into model cards
         self.degraded = self.root / "degraded"  # the test crops under JPEG and blur, keyed by crops and input size
         self.scores = self.root / "scores"
         self.models = self.root / "models"
