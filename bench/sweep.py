@@ -32,10 +32,10 @@ sys.path.insert(0, str(REPO))
 
 def _demo_cfg():
     from dfsweep.config import load_config
-    from dfsweep.cli import _absolute_paths
+    from dfsweep.orchestrator.run import absolute_paths
 
     os.chdir(REPO)
-    return _absolute_paths(load_config(REPO / "configs" / "demo.yaml"))
+    return absolute_paths(load_config(REPO / "configs" / "demo.yaml"))
 
 
 def _crops_run(src: Path, dst: Path):
@@ -53,7 +53,7 @@ def _crops_run(src: Path, dst: Path):
 def bench_head(crops_from: Path, epochs: int) -> None:
     import numpy as np
 
-    from dfsweep.data_pipeline.pipeline import read_crops
+    from dfsweep.crops import read_crops
     from dfsweep.trainables.data import balanced_epoch, load_split
     from dfsweep.trainables.models import build_detector, freeze_backbone
 
@@ -106,7 +106,7 @@ def bench_sweep(crops_from: Path, only_unshared: bool) -> None:
         print(f"  sweep with share_work={share}: {times[share]:.0f} s")
     if len(times) == 2:
         print(f"V1+V2 x {len(base.sweep.seeds)} seeds, {base.train.input_size_px} px, "
-              f"{len(base.train.test_jpeg_qualities) + len(base.train.test_blur_kernels_px)} degraded levels: "
+              f"{len(base.train.perturbation_levels())} degraded levels: "
               f"shared {times[True]:.0f} s vs unshared {times[False]:.0f} s = {times[False] / times[True]:.2f}x (goal >= 3x)")
 
 

@@ -35,7 +35,7 @@ def crops_run(tiny_demo, tmp_path_factory):
 
 def _cfg(weights_file, **kw) -> TrainConfig:
     base = dict(input_size_px=71, weights=str(weights_file), head_epochs=2, finetune_epochs=2, batch_size=8,
-                test_jpeg_qualities=(50,), test_blur_kernels_px=(5,))
+                test_perturbations=dict(jpeg=(50,), blur=(5,), noise=()))
     return TrainConfig(**(base | kw))
 
 
@@ -65,11 +65,18 @@ def _run(run, cfg, spec, *, kill_after=None, restored=None, out=None):
                           ("split", "ascending"), ("sample_id", "ascending")]), store.get("payload")
 
 
-@pytest.mark.parametrize("kill_after", [1, 3])  # inside the head phase, inside fine-tuning
-def test_v2_killed_mid_run_resumes_to_the_same_scores(crops_run, weights_file, tmp_path, kill_after):
+_UNDISTURBED: dict = {}
+
+
+# Every epoch of both phases (head_epochs=2, finetune_epochs=2): inside the head phase, right at the phase boundary
+# (the last head epoch), inside fine-tuning, and after the last epoch (only scoring left).
+@pytest.mark.parametrize("kill_after", [1, 2, 3, 4])
+def test_v2_killed_mid_run_resumes_to_the_same_scores(crops_run, weights_file, tmp_path_factory, tmp_path, kill_after):
     cfg = _cfg(weights_file)
     spec = dict(variant="v2", augmentation="robust", seed=3)
-    whole, _ = _run(crops_run, cfg, spec, out=schema.RunDir(tmp_path / "whole"))
+    if "v2" not in _UNDISTURBED:  # one undisturbed run serves every kill point
+        _UNDISTURBED["v2"], _ = _run(crops_run, cfg, spec, out=schema.RunDir(tmp_path_factory.mktemp("whole")))
+    whole = _UNDISTURBED["v2"]
     part, payload = _run(crops_run, cfg, spec, kill_after=kill_after, out=schema.RunDir(tmp_path / "killed"))
     assert part is None and payload["state"]["epoch"] == kill_after
     resumed, _ = _run(crops_run, cfg, spec, restored=payload, out=schema.RunDir(tmp_path / "killed"))
@@ -96,21 +103,47 @@ def test_scores_cover_clean_and_degraded_test_sets(crops_run, weights_file, tmp_
 def test_degraded_sets_are_made_once(crops_run, weights_file):
     from dfsweep.trainables.data import build_degraded_sets
 
-    cfg = _cfg(weights_file, test_jpeg_qualities=(70, 30), test_blur_kernels_px=(3,))
+    cfg = _cfg(weights_file, test_perturbations=dict(jpeg=(70, 30), blur=(3,), noise=(10,)))
     made = []
     first = build_degraded_sets(crops_run, cfg, log=made.append)
     stamps = {p: Path(p).stat().st_mtime_ns for p in first}
-    assert len(first) == 3 and "3 made, 0 reused" in made[0]
+    assert len(first) == 4 and "4 made, 0 reused" in made[0]
     again = build_degraded_sets(crops_run, cfg, log=made.append)
     assert again == first and {p: Path(p).stat().st_mtime_ns for p in again} == stamps and len(made) == 1
 
 
 def test_v1_seeds_share_one_feature_cache(crops_run, weights_file, tmp_path):
     out = schema.RunDir(tmp_path / "cache")
-    cfg = _cfg(weights_file, test_jpeg_qualities=(), test_blur_kernels_px=())
+    cfg = _cfg(weights_file, test_perturbations=dict(jpeg=(), blur=(), noise=()))
     _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=1), out=out)
     files = sorted(Path(out.features).rglob("*.npz"))
     assert {f.stem for f in files} == {"source-train", "source-val", "source-test", "target-test"}
     stamps = {f: f.stat().st_mtime_ns for f in files}
     _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=2), out=out)
     assert {f: f.stat().st_mtime_ns for f in sorted(Path(out.features).rglob("*.npz"))} == stamps  # read, not rewritten
+
+
+@pytest.mark.parametrize("name", sorted(__import__("dfsweep.trainables.variants", fromlist=["VARIANTS"]).VARIANTS))
+def test_every_variant_scores_under_the_same_contract_with_its_role(crops_run, weights_file, tmp_path, name):
+    from dfsweep.trainables.variants import get_variant
+
+    variant = get_variant(name)
+    assert variant.role in schema.ROLES
+    cfg = _cfg(weights_file, head_epochs=1, finetune_epochs=1, test_perturbations=dict(jpeg=(50,), blur=(), noise=()))
+    out = schema.RunDir(tmp_path / name)
+    table, _ = _run(crops_run, cfg, dict(variant=name, augmentation="paper" if variant.augmentation_axis else "none",
+                                         seed=1), out=out)
+    schema.validate_table(table, schema.SCORES, name)
+    assert set(table.column("role").to_pylist()) == {variant.role}
+    assert set(table.column("perturbation").to_pylist()) == {"none", "jpeg"}
+    s = table.column("score").to_numpy()
+    assert np.all((s >= 0) & (s <= 1)) and np.isfinite(s).all()
+    assert (out.models / f"{table.column('trial_id')[0].as_py()}.keras").exists() == variant.keras
+
+
+def test_variants_registry_has_one_baseline_and_lists_the_valid_names():
+    from dfsweep.trainables.variants import VARIANTS, get_variant
+
+    assert [n for n, v in VARIANTS.items() if v.role == "baseline"] == ["v1"]
+    with pytest.raises(ValueError, match="valid: " + ", ".join(VARIANTS)):
+        get_variant("v9")

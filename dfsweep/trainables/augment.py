@@ -1,35 +1,16 @@
-"""Image transforms: train-time augmentation presets and the test-time perturbations of the robustness sets.
+"""Train-time augmentation presets: named chains of random transforms on RGB float batches in [0, 255].
 
-Train-time transforms work on RGB float batches in [0, 255], each image hit with its transform's probability.
-A preset (PRESETS) is a named chain of them; a trial's `augmentation` is a preset name, recorded in its scores.
-A perturbation (PERTURBATIONS) degrades one RGB uint8 image at a level (JPEG quality, blur kernel size); the
-degraded test sets are made once per sweep from them. Adding either is one function and one registry entry here.
+Each image is hit with its transform's probability. A trial's `augmentation` is a preset name (PRESETS), recorded in
+its scores; adding one is one function and one entry in PRESETS. The test-time perturbations of the robustness
+sets are another registry (dfsweep/perturbations.py); the JPEG and blur transforms here reuse its functions.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from dfsweep.config import TrainConfig
-
-
-# --- test-time perturbations: (RGB uint8 image, level) -> RGB uint8 image -----------------------------------------
-
-def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    """Re-compress as JPEG at `quality` (1-100) and decode again."""
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
-
-
-def blur(img: np.ndarray, kernel_px: int) -> np.ndarray:
-    """Gaussian blur with an odd kernel of `kernel_px` pixels (sigma from the kernel size, as OpenCV derives it)."""
-    if kernel_px % 2 == 0 or kernel_px < 1:
-        raise ValueError(f"blur kernel must be a positive odd number of pixels, got {kernel_px}")
-    return cv2.GaussianBlur(img, (kernel_px, kernel_px), 0)
-
-
-PERTURBATIONS = {"jpeg": jpeg, "blur": blur}
+from dfsweep.perturbations import blur, jpeg
 
 
 # --- train-time transforms on float batches -------------------------------------------------------------------------

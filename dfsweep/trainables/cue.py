@@ -27,12 +27,13 @@ def cue_features(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_cue(det, ctx):
+def fit_cue(ctx):
     """Logistic regression on source train; C chosen on source val (AUC); no Keras model involved."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from dfsweep.trainables.metrics import val_auc as auc
 
     train, val = ctx.data["source", "train"], ctx.data["source", "val"]
     f_train, f_val = cue_features(train.x), cue_features(val.x)
@@ -41,7 +42,7 @@ def fit_cue(det, ctx):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
         model.fit(f_train, train.y)
         p = model.predict_proba(f_val)[:, 1]
-        val_auc = float(roc_auc_score(val.y, p)) if 0 < val.y.sum() < len(val.y) else float("nan")
+        val_auc = auc(val.y, p)
         ctx.report(dict(phase="cue", C=c, val_auc=val_auc))
         if best is None or np.nan_to_num(val_auc, nan=-1) > np.nan_to_num(best[0], nan=-1):
             best = (val_auc, c, model)

@@ -1,18 +1,23 @@
-"""Crops Parquet -> in-memory arrays per (domain, split), and balanced real/fake batches.
+"""Crops Parquet -> in-memory arrays per (domain, split), balanced real/fake batches, and the degraded test sets.
 
-Arrays hold RGB float32 pixels in [0, 255] at the model's input size; the model does its own scaling.
+Arrays hold RGB float32 pixels in [0, 255] at the model's input size; the model does its own scaling. Crops and
+degraded sets are read and written through dfsweep/crops.py, perturbations come from dfsweep/perturbations.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dfsweep.data_pipeline.faces import decode_png_rgb
+from dfsweep import crops as crops_format
+from dfsweep import schema
+from dfsweep.config import TrainConfig
+from dfsweep.perturbations import get_perturbation
+from dfsweep.storage import Location, parse
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class SplitData:
     sample_id: np.ndarray  # (n,) str
     dataset: np.ndarray  # (n,) str
     video_id: np.ndarray | None = None  # (n,) str, "" for images
+    perturbation: str = "none"  # a degraded set's kind (perturbations.PERTURBATIONS) and level; clean: "none", 0
+    level: int = 0
 
     def __len__(self) -> int:
         return len(self.y)
@@ -32,17 +39,19 @@ class SplitData:
 def load_split(crops: pa.Table, domain: str, split: str, size_px: int) -> SplitData:
     """The crops of one domain and split, sorted by sample_id so the order never depends on shard layout."""
     rows = crops.filter(pc.and_(pc.equal(crops.column("domain"), domain), pc.equal(crops.column("split"), split)))
-    rows = rows.sort_by("sample_id")
+    return _split_data(rows.sort_by("sample_id"), domain, split, size_px)
+
+
+def _split_data(rows: pa.Table, domain: str, split: str, size_px: int, perturbation: str = "none",
+                level: int = 0) -> SplitData:
     x = np.empty((rows.num_rows, size_px, size_px, 3), np.float32)
     for i, png in enumerate(rows.column("image").to_pylist()):
-        rgb = decode_png_rgb(png)
-        if rgb.shape[0] != size_px or rgb.shape[1] != size_px:
-            rgb = cv2.resize(rgb, (size_px, size_px), interpolation=cv2.INTER_LINEAR)
-        x[i] = rgb
+        x[i] = crops_format.to_input_size(crops_format.decode_png_rgb(png), size_px)
     return SplitData(domain=domain, split=split, x=x, y=np.asarray(rows.column("label").to_pylist(), np.int8),
                      sample_id=np.asarray(rows.column("sample_id").to_pylist()),
                      dataset=np.asarray(rows.column("dataset").to_pylist()),
-                     video_id=np.asarray(rows.column("video_id").to_pylist(), dtype=object))
+                     video_id=np.asarray(rows.column("video_id").to_pylist(), dtype=object),
+                     perturbation=perturbation, level=int(level))
 
 
 def _class_indices(y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -99,66 +108,48 @@ def mixed_epoch(train: SplitData, adapt: SplitData | None, batch_size: int, adap
 TEST_SETS = (("source", "test"), ("target", "test"))
 
 
-def perturbation_levels(train_cfg) -> list[tuple[str, int]]:
-    """(perturbation, level) pairs of the robustness sets, in the config's order."""
-    return ([("jpeg", int(q)) for q in train_cfg.test_jpeg_qualities]
-            + [("blur", int(k)) for k in train_cfg.test_blur_kernels_px])
-
-
-def degraded_dir(run, train_cfg):
-    """Where the degraded sets of this run live (a storage Location); keyed by the crops they come from and the
-    input size."""
-    import hashlib
-
+def degraded_dir(run: schema.RunDir, train_cfg: TrainConfig) -> Location:
+    """Where the degraded sets of this run live; keyed by the crops they come from and the input size."""
     crops_key = run.crops_done.read_text().strip() if run.crops_done.exists() else "none"
     key = hashlib.sha256(f"{crops_key}:{train_cfg.input_size_px}".encode()).hexdigest()[:12]
     return run.degraded / key
 
 
-def build_degraded_sets(run, train_cfg, log=print, out=None) -> list:
-    """Write one Parquet file per (perturbation, level) of the test crops, resized to the input size first.
+def build_degraded_sets(run: schema.RunDir, train_cfg: TrainConfig, log=print, out=None) -> list[Location]:
+    """Write one Parquet file (schema.DEGRADED) per (perturbation, level) of train.test_perturbations, from the
+    test crops resized to the input size first.
 
     Already-written files are kept (atomic writes, so a file that exists is whole): the sets are made once per
     sweep, shared by every trial, and not remade when the sweep is resumed.
     """
-    from dfsweep.data_pipeline.faces import encode_png
-    from dfsweep.data_pipeline.pipeline import read_crops
-    from dfsweep.storage import parse
-    from dfsweep.trainables.augment import PERTURBATIONS
-
-    levels = perturbation_levels(train_cfg)
+    levels = train_cfg.perturbation_levels()
     out = parse(out) if out is not None else degraded_dir(run, train_cfg)
     todo = [(p, lv) for p, lv in levels if not (out / f"{p}-{lv}.parquet").exists()]
     if not todo:
         return [out / f"{p}-{lv}.parquet" for p, lv in levels]
-    crops = read_crops(run)
+    crops = crops_format.read_crops(run)
     size = train_cfg.input_size_px
-    clean = {key: load_split(crops, *key, size) for key in TEST_SETS}
+    clean = {}
+    for domain, split in TEST_SETS:
+        rows = crops.filter(pc.and_(pc.equal(crops.column("domain"), domain), pc.equal(crops.column("split"), split)))
+        rows = rows.sort_by("sample_id")
+        clean[domain, split] = (rows, _split_data(rows, domain, split, size))
     for pert, level in todo:
-        fn = PERTURBATIONS[pert]
-        parts = []
-        for (domain, split), d in clean.items():
-            images = [encode_png(np.ascontiguousarray(fn(x.astype(np.uint8), level)[:, :, ::-1])) for x in d.x]
-            parts.append(pa.table({"sample_id": d.sample_id.tolist(), "dataset": d.dataset.tolist(),
-                                   "video_id": pa.array(d.video_id.tolist(), pa.string()),
-                                   "domain": [domain] * len(d), "split": [split] * len(d), "label": d.y.tolist(),
-                                   "image": pa.array(images, pa.binary()), "perturbation": [pert] * len(d),
-                                   "level": pa.array([level] * len(d), pa.int32())}))
+        apply = get_perturbation(pert).apply
+        parts = [crops_format.degraded_table(rows, [crops_format.encode_png_rgb(apply(x.astype(np.uint8), level))
+                                                    for x in d.x], pert, level)
+                 for rows, d in clean.values()]
         (out / f"{pert}-{level}.parquet").write_parquet(pa.concat_tables(parts))
     log(f"degraded test sets: {len(todo)} made, {len(levels) - len(todo)} reused, in {out}")
     return [out / f"{p}-{lv}.parquet" for p, lv in levels]
 
 
 def load_degraded(path, domain: str, size_px: int) -> SplitData:
-    """One degraded set (a path or storage URI) of one domain, as SplitData (split 'test'), sorted by sample_id."""
-    from dfsweep.storage import parse
-
-    table = parse(path).read_parquet()
-    table = table.filter(pc.equal(table.column("domain"), domain)).sort_by("sample_id")
-    x = np.empty((table.num_rows, size_px, size_px, 3), np.float32)
-    for i, png in enumerate(table.column("image").to_pylist()):
-        x[i] = decode_png_rgb(png)
-    return SplitData(domain=domain, split="test", x=x, y=np.asarray(table.column("label").to_pylist(), np.int8),
-                     sample_id=np.asarray(table.column("sample_id").to_pylist()),
-                     dataset=np.asarray(table.column("dataset").to_pylist()),
-                     video_id=np.asarray(table.column("video_id").to_pylist(), dtype=object))
+    """One degraded set (a path or storage URI) of one domain, as SplitData (split 'test', with the set's perturbation
+    and level from its columns), sorted by sample_id."""
+    table = crops_format.read_degraded(path, domain).sort_by("sample_id")
+    kinds = set(zip(table.column("perturbation").to_pylist(), table.column("level").to_pylist()))
+    if len(kinds) > 1:
+        raise schema.SchemaError(f"{path}: a degraded set holds one perturbation level, this one {sorted(kinds)}")
+    perturbation, level = kinds.pop() if kinds else ("none", 0)
+    return _split_data(table, domain, "test", size_px, perturbation, level)

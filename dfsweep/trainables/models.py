@@ -11,7 +11,6 @@ from pathlib import Path
 
 import keras
 
-BACKBONE_NAME = "xception"
 RESCALE = {"xception": dict(scale=1 / 127.5, offset=-1.0), "unit": dict(scale=1 / 255.0, offset=0.0)}
 
 

@@ -1,0 +1,156 @@
+"""The variants a sweep can run: one entry of VARIANTS each, carrying its whole contract.
+
+A variant's `fit(det, ctx)` trains on source train, selects its epoch on source val only (never on test) and
+returns a scorer (set name, SplitData) -> probabilities of fake. Its `role` is written into every score row, so the
+report finds the baseline, the candidates and the diagnostics from the scores alone:
+- v1 (baseline): frozen ImageNet Xception + head (Dense, Dropout, sigmoid); the head trains on cached features.
+- v2 (candidate): v1's head phase, then the last `unfreeze_last_layers` backbone layers at finetune_lr with
+  augmentation and target-adapt batches; its epoch is chosen among the fine-tuning epochs.
+- cue (diagnostic): a logistic regression on trivial image statistics (trainables/cue.py): the shortcut check.
+Adding a variant is one function and one entry here; tests parametrised over VARIANTS cover it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from dfsweep.config import TrainConfig
+from dfsweep.trainables.checkpoint import Progress, restore_seeds, restore_training, training_state
+from dfsweep.trainables.data import SplitData, balanced_epoch, mixed_epoch
+from dfsweep.trainables.features import FeatureCache
+from dfsweep.trainables.metrics import bce, val_auc
+
+Scorer = Callable[[str, SplitData], np.ndarray]
+HEAD_PREDICT_BATCH = 256  # the head scores 2048-float features: large batches cost nothing
+
+
+@dataclass
+class Context:
+    """What a variant's fit gets: the loaded splits, the config, randomness, augmentation, progress, features."""
+
+    data: dict
+    cfg: TrainConfig
+    rng: np.random.Generator
+    augment: Callable
+    progress: Progress
+    report: Callable[..., None]
+    features: FeatureCache
+
+
+def run_epoch(model, x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray], ctx: Context, *,
+              phase: str, label: str, predict_batch: int) -> None:
+    """One epoch of `model` on (x, y) in the given batch order, then its source-val AUC and loss: offered as the best
+    epoch, reported, and checkpointed with the model's training state."""
+    hist = model.fit(x, y, batch_size=ctx.cfg.batch_size, shuffle=False, epochs=1, verbose=0)
+    p = model.predict(val[0], batch_size=predict_batch, verbose=0).ravel()
+    auc, loss = val_auc(val[1], p), bce(val[1], p)
+    ctx.progress.offer(auc, loss, model.get_weights(), label)
+    metrics = dict(phase=phase, train_loss=float(hist.history["loss"][-1]), val_auc=auc, val_loss=loss)
+    ctx.progress.end_epoch(metrics, training_state(model))
+
+
+def _train_head(det, ctx: Context) -> Scorer:
+    """Train the head on frozen-backbone features (V1, and V2's first phase); restore its best epoch on val.
+
+    Returns a scorer on features.
+    """
+    import keras
+
+    cfg, prog = ctx.cfg, ctx.progress
+    feat = lambda name, d: ctx.features.get(det, name, d, cfg.batch_size)  # noqa: E731
+    train, val = ctx.data["source", "train"], ctx.data["source", "val"]
+    f_train, f_val = feat("source-train", train), feat("source-val", val)
+    det.head.compile(optimizer=keras.optimizers.Adam(cfg.head_lr), loss="binary_crossentropy")
+    if prog.restored and prog.epoch < cfg.head_epochs:  # restarted inside the head phase
+        restore_training(det.head, prog.restored["arrays"])
+    for epoch in range(1, cfg.head_epochs + 1):
+        if prog.done(epoch):
+            continue
+        idx = balanced_epoch(train.y, cfg.batch_size, ctx.rng, "source train")
+        run_epoch(det.head, f_train[idx], train.y[idx].astype(np.float32), (f_val, val.y), ctx, phase="head",
+                  label=f"head/{epoch}", predict_batch=HEAD_PREDICT_BATCH)
+    det.head.set_weights(prog.best_weights)
+    return lambda name, d: det.head.predict(feat(name, d), batch_size=HEAD_PREDICT_BATCH, verbose=0).ravel()
+
+
+def fit_v1(det, ctx: Context) -> Scorer:
+    """Backbone frozen; the head trains at head_lr on cached features."""
+    from dfsweep.trainables.models import freeze_backbone
+
+    freeze_backbone(det)
+    return _train_head(det, ctx)
+
+
+def fit_v2(det, ctx: Context) -> Scorer:
+    """The head phase of V1, then the last `unfreeze_last_layers` layers at finetune_lr with augmentation and
+    target-adapt batches; the fine-tuning epoch best on source val is kept."""
+    import keras
+
+    from dfsweep.trainables.models import freeze_backbone, unfreeze_last
+
+    cfg, prog = ctx.cfg, ctx.progress
+    freeze_backbone(det)
+    if not prog.restored or prog.epoch < cfg.head_epochs:
+        _train_head(det, ctx)
+    if len(prog.best_weights) == len(det.head.get_weights()):
+        # Fine-tuning starts from the head phase's best epoch. V2's own choice is among its fine-tuning epochs
+        # (otherwise a V2 whose fine-tuning never beats that epoch on val would simply be V1 again).
+        det.head.set_weights(prog.best_weights)
+        if cfg.finetune_epochs:
+            prog.best_key, prog.best_epoch = (-np.inf, -np.inf), None
+        prog.best_weights = det.model.get_weights()
+    unfreeze_last(det, cfg.unfreeze_last_layers, cfg.train_batchnorm)
+    det.model.compile(optimizer=keras.optimizers.Adam(cfg.finetune_lr), loss="binary_crossentropy")
+    restored_at = prog.restored["state"]["epoch"] if prog.restored else 0  # epochs done before this (re)start
+    if restored_at > cfg.head_epochs:  # restarted inside the fine-tuning phase
+        restore_training(det.model, prog.restored["arrays"])
+    elif restored_at == cfg.head_epochs:
+        # Restarted right after the last head epoch: fine-tuning starts afresh from the head's best weights, but the
+        # head's Dropout goes on drawing from where the head phase left its seed state.
+        restore_seeds(det.model, prog.restored["arrays"])
+    train, val, adapt = ctx.data["source", "train"], ctx.data["source", "val"], ctx.data["target", "adapt"]
+    for epoch in range(1, cfg.finetune_epochs + 1):
+        if prog.done(cfg.head_epochs + epoch):
+            continue
+        x, y = mixed_epoch(train, adapt if len(adapt) else None, cfg.batch_size, cfg.adapt_share, ctx.rng)
+        run_epoch(det.model, ctx.augment(x, ctx.rng, cfg), y, (val.x, val.y), ctx, phase="finetune",
+                  label=f"finetune/{epoch}", predict_batch=cfg.batch_size)
+    det.model.set_weights(prog.best_weights)
+    return lambda name, d: det.model.predict(d.x, batch_size=cfg.batch_size, verbose=0).ravel()
+
+
+def fit_cue(det, ctx: Context) -> Scorer:
+    """The shortcut check (trainables/cue.py); no Keras model involved."""
+    from dfsweep.trainables.cue import fit_cue as fit
+
+    return fit(ctx)
+
+
+@dataclass(frozen=True)
+class Variant:
+    fit: Callable[..., Scorer]
+    role: str  # schema.ROLES: baseline (what candidates are tested against), candidate, diagnostic (never tested)
+    # False: the variant runs once per seed with augmentation "none"; True: once per sweep.augmentations preset.
+    augmentation_axis: bool = False
+    keras: bool = True  # builds (and exports) a Keras Xception detector
+
+
+VARIANTS = {
+    "v1": Variant(fit_v1, "baseline"),
+    "v2": Variant(fit_v2, "candidate", augmentation_axis=True),
+    "cue": Variant(fit_cue, "diagnostic", keras=False),
+}
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}") from None
+
+
+def trial_id(variant: str, augmentation: str, seed: int) -> str:
+    return f"{variant}-{augmentation}-s{seed}"
