@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dfsweep import schema  # noqa: E402
 from dfsweep.config import ReportConfig  # noqa: E402
-from dfsweep.orchestrator.report import build_summary  # noqa: E402
+from dfsweep.verdict.summary import build_summary  # noqa: E402
 
 GOAL_S = 10.0
 SEEDS = (42, 123, 7)

@@ -17,10 +17,11 @@ from PIL import Image
 
 from dfsweep import schema
 from dfsweep.config import ReportConfig
-from dfsweep.orchestrator import plots
-from dfsweep.orchestrator.collect import collect_scores
-from dfsweep.orchestrator.html_report import write_html
-from dfsweep.orchestrator.report import FIGURES_DIR, REPORT_HTML, build_summary, report, top_errors
+from dfsweep.verdict import labels, plots
+from dfsweep.verdict.html import write_html
+from dfsweep.verdict.report import FIGURES_DIR, REPORT_HTML, report
+from dfsweep.verdict.scores import collect_scores
+from dfsweep.verdict.summary import build_summary, clean_test_groups, figure_data, group_scores, top_errors
 from test_report import SEEDS, SHIFT, _write_scores
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -83,15 +84,20 @@ def _expected_top(truth, prefix: str, k: int, threshold: float) -> list[str]:
     return sorted(worst, key=lambda sid: (-worst[sid], sid))[:k]
 
 
+def _figures(run: schema.RunDir, summary: dict):
+    """The figures' data of a run, as report() makes it: its scores grouped once."""
+    return figure_data(group_scores(collect_scores(run.scores)), summary)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """One run with perturbed rows and crops, its summary and scores, and its figures."""
+    """One run with perturbed rows and crops, its summary and figure data, and its figures."""
     r = schema.RunDir(tmp_path_factory.mktemp("run"))
     truth = _write_scores(r, SHIFT, val=True, perturbations=PERTURBATIONS)
     write_crops(r)
     summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
-    scores = collect_scores(r.scores)
-    return r, truth, summary, scores, plots.make_figures(r.root, summary, scores)
+    figures = _figures(r, summary)
+    return r, truth, summary, figures, plots.make_figures(r.root, summary, figures)
 
 
 def _image(path: Path) -> np.ndarray:
@@ -116,29 +122,31 @@ def test_every_figure_is_a_nontrivial_png_under_figures(built):
 
 
 def test_contact_sheet_shows_the_hand_computed_top_k(built):
-    r, truth, summary, scores, _ = built
+    r, truth, summary, figures, _ = built
     for arm, prefix in (("v1/none", "v1-none"), ("v2/paper", "v2-paper")):
-        sheet = plots.plot_contact_sheet(r.root, summary, scores, arm)
+        sheet = plots.plot_contact_sheet(r.root, figures, arm)
         assert list(sheet.sample_ids) == _expected_top(truth, prefix, 16, 0.5) and len(sheet.sample_ids) == 16
         assert sheet.note is None and sheet.path.name == f"errors_{prefix}.png"
-    sheet = plots.plot_contact_sheet(r.root, summary, scores, "v1/none", k=5)
+    sheet = plots.plot_contact_sheet(r.root, figures, "v1/none", k=5)
     assert list(sheet.sample_ids) == _expected_top(truth, "v1-none", 5, 0.5)
     moved = dict(summary, statistics=dict(summary["statistics"], threshold=0.3))
-    assert [e["sample_id"] for e in top_errors(scores, "v1/none", k=16, threshold=0.3)] == _expected_top(
+    groups = clean_test_groups(group_scores(collect_scores(r.scores)))
+    assert [e.sample_id for e in top_errors(groups, "v1/none", k=16, threshold=0.3)] == _expected_top(
         truth, "v1-none", 16, 0.3)
-    assert list(plots.plot_contact_sheet(r.root, moved, scores, "v1/none").sample_ids) == _expected_top(
+    assert list(plots.plot_contact_sheet(r.root, _figures(r, moved), "v1/none").sample_ids) == _expected_top(
         truth, "v1-none", 16, 0.3)
-    plots.plot_contact_sheet(r.root, summary, scores, "v1/none")  # leave the module's figure as make_figures wrote it
+    plots.plot_contact_sheet(r.root, figures, "v1/none")  # leave the module's figure as make_figures wrote it
 
 
 def test_thumbnails_are_the_crops_of_those_samples(built):
-    r, _, summary, scores, _ = built
-    ids = list(plots.plot_contact_sheet(r.root, summary, scores, "v2/paper").sample_ids)
+    r, _, _, figures, _ = built
+    ids = list(plots.plot_contact_sheet(r.root, figures, "v2/paper").sample_ids)
     thumbs, note = plots.read_thumbnails(r.root, ids)
     assert note is None and sorted(thumbs) == sorted(ids)  # only the rows asked for
     for sid, (img, name) in thumbs.items():
         d, i = re.fullmatch(r"(source|target)(\d+)", sid).groups()
-        np.testing.assert_array_equal((img * 255).round().astype(np.uint8), _thumbnail(int(i)))
+        assert img.dtype == np.uint8  # decoded by dfsweep.crops, RGB
+        np.testing.assert_array_equal(img, _thumbnail(int(i)))
         assert name == f"img_{d}_{int(i):03d}.png"
 
 
@@ -148,10 +156,10 @@ def _green_share(path: Path) -> float:
 
 
 def test_missing_crops_are_said_on_the_sheet_not_failed_on(built, tmp_path):
-    _, _, summary, scores, _ = built
+    _, _, _, figures, _ = built
     bare = schema.RunDir(tmp_path / "bare")
     shutil.copytree(built[0].scores, bare.scores)
-    sheet = plots.plot_contact_sheet(bare.root, summary, scores, "v1/none")
+    sheet = plots.plot_contact_sheet(bare.root, figures, "v1/none")
     assert "no crops in" in sheet.note and "thumbnails unavailable" in sheet.note and len(sheet.sample_ids) == 16
     assert _green_share(sheet.path) < 0.001  # placeholders, no photos
     assert _green_share(built[0].root / FIGURES_DIR / "errors_v1-none.png") > 0.1  # the sheet with crops shows them
@@ -159,7 +167,7 @@ def test_missing_crops_are_said_on_the_sheet_not_failed_on(built, tmp_path):
     partial = schema.RunDir(tmp_path / "partial")
     shutil.copytree(built[0].scores, partial.scores)
     write_crops(partial, skip=set(sheet.sample_ids[:3]))
-    again = plots.plot_contact_sheet(partial.root, summary, scores, "v1/none")
+    again = plots.plot_contact_sheet(partial.root, figures, "v1/none")
     assert again.sample_ids == sheet.sample_ids and again.note.startswith("3 of 16 crops not found")
     _image(again.path)
 
@@ -184,12 +192,12 @@ def test_robustness_figure_only_with_perturbed_rows_and_stale_figures_go(tmp_pat
     r = schema.RunDir(tmp_path)
     _write_scores(r, SHIFT, perturbations=PERTURBATIONS[:1])
     summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
-    assert "robustness.png" in [p.name for p in plots.make_figures(r.root, summary, collect_scores(r.scores))]
+    assert "robustness.png" in [p.name for p in plots.make_figures(r.root, summary, _figures(r, summary))]
     shutil.rmtree(r.scores)
     _write_scores(r, SHIFT)
     summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
     assert plots.plot_robustness(r.root, summary) is None
-    paths = plots.make_figures(r.root, summary, collect_scores(r.scores))
+    paths = plots.make_figures(r.root, summary, _figures(r, summary))
     assert "robustness.png" not in [p.name for p in paths]
     assert sorted(p.name for p in (r.root / FIGURES_DIR).iterdir()) == sorted(p.name for p in paths)
 
@@ -251,17 +259,18 @@ def test_video_run_figures_have_a_row_per_level_and_captions_say_so(tmp_path):
     r = schema.RunDir(tmp_path)
     _write_video_scores(r, SHIFT, perturbations=PERTURBATIONS[:1])
     summary = build_summary(r.root, ReportConfig(bootstrap_samples=100))
-    scores = collect_scores(r.scores)
-    paths = plots.make_figures(r.root, summary, scores)
+    figures = _figures(r, summary)
+    paths = plots.make_figures(r.root, summary, figures)
     assert [p.name for p in paths] == ["roc.png", "histograms.png", "confusion.png", "robustness.png",
                                        "errors_v1-none.png", "errors_v2-paper.png"]
     # a row of panels per level (ROC: 5.0 in per row; histograms: 2.8 in per arm and level; + 0.6 in for the title)
     assert _image(paths[0]).shape[0] == round(plots.DPI * (5.0 * 2 + 0.6))
     assert _image(paths[1]).shape[0] == round(plots.DPI * (2.8 * 2 * 2 + 0.6))
     for p in paths[:4]:
-        text = plots.caption(p, summary["auc_levels"])
+        text = labels.caption(p, summary["auc_levels"])
         assert "frame-level AUC" in text and "video-level AUC" in text and "never pooled" in text, p.name
-    assert "frames (each has a crop), not videos" in plots.caption(paths[-1], summary["auc_levels"])
-    assert plots.caption(paths[0]) == plots.caption(paths[0], ["image"]) and "image-level AUC" in plots.caption(paths[0])
+    assert "frames (each has a crop), not videos" in labels.caption(paths[-1], summary["auc_levels"])
+    assert labels.caption(paths[0]) == labels.caption(paths[0], ["image"]) and "image-level AUC" in labels.caption(paths[0])
     # contact sheets show frames (each has a crop), never a video's mean
-    assert all(e["sample_id"].startswith("vid-") and "-f" in e["sample_id"] for e in top_errors(scores, "v1/none"))
+    assert figures.top_errors["v1/none"]
+    assert all(e.sample_id.startswith("vid-") and "-f" in e.sample_id for e in figures.top_errors["v1/none"])

@@ -16,13 +16,14 @@ from scipy import stats as sps
 from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score, precision_score,
                              recall_score, roc_auc_score, roc_curve)
 
-from dfsweep import schema
+from dfsweep import perturbations, schema
 from dfsweep.config import ReportConfig
-from dfsweep.orchestrator.collect import collect_scores
-from dfsweep.orchestrator import stats
-from dfsweep.orchestrator.report import (FIGURES_DIR, METRICS_COLUMNS, REPORT_HTML, _seed_for, build_summary,
-                                         compare_runs, confusion_data, render, report, write_summary)
-from dfsweep.orchestrator.report import roc_curve as report_roc_curve
+from dfsweep.verdict import stats
+from dfsweep.verdict.console import render
+from dfsweep.verdict.report import FIGURES_DIR, REPORT_HTML, report, write_summary
+from dfsweep.verdict.scores import collect_scores
+from dfsweep.verdict.summary import (METRIC_COLUMNS, METRICS_COLUMNS, bootstrap_seed, build_summary, compare_runs,
+                                     confusion_data)
 
 SEEDS = (1, 2, 3)
 
@@ -31,12 +32,13 @@ ARMS = (("v1", "none"), ("v2", "paper"))
 
 
 def _write_scores(run: schema.RunDir, shift: dict, n: int = 60, *, arms=ARMS, seeds=SEEDS, val: bool = False,
-                  perturbations=(), transform=None) -> dict:
+                  perturbations=(), transform=None, roles: dict | None = None) -> dict:
     """Synthetic scores: each (variant, seed, domain) separates the classes by `shift[variant, domain] + seed noise`
     (a key (variant, augmentation, domain) wins over (variant, domain)).
 
     val: n clean source val rows per trial; perturbations: (perturbation, level) pairs, each a test copy of every
-    sample with a weaker separation; transform(trial, domain, split, y, s) -> s replaces a trial's scores.
+    sample with a weaker separation; transform(trial, domain, split, y, s) -> s replaces a trial's scores; roles:
+    {variant: role} written into a `role` column (without it the files have none, as before roles existed).
     Returns truth[trial, domain] = (y, s) of the clean test rows, truth[trial, "val"] and truth[trial, domain, p, level].
     """
     run.scores.mkdir(parents=True, exist_ok=True)
@@ -55,10 +57,13 @@ def _write_scores(run: schema.RunDir, shift: dict, n: int = 60, *, arms=ARMS, se
                     s = transform(trial, domain, split, y, s)
                 s = s.astype(np.float32).astype(np.float64)  # what the file stores
                 truth[key] = (y, s)
-                parts.append(pa.table(dict(trial_id=[trial] * n, variant=[variant] * n, augmentation=[aug] * n,
-                                           seed=[seed] * n, dataset=[domain] * n, domain=[domain] * n, split=[split] * n,
-                                           sample_id=[f"{prefix}{i}" for i in range(n)], label=y, perturbation=[pert] * n,
-                                           level=[level] * n, score=s), schema=schema.scores_schema(video=False)))
+                table = pa.table(dict(trial_id=[trial] * n, variant=[variant] * n, augmentation=[aug] * n,
+                                      seed=[seed] * n, dataset=[domain] * n, domain=[domain] * n, split=[split] * n,
+                                      sample_id=[f"{prefix}{i}" for i in range(n)], label=y, perturbation=[pert] * n,
+                                      level=[level] * n, score=s), schema=schema.scores_schema(video=False))
+                if roles is not None:
+                    table = table.append_column("role", pa.array([roles[variant]] * n, pa.string()))
+                parts.append(table)
 
             for domain in ("source", "target"):
                 sep = shift.get((variant, aug, domain), shift.get((variant, domain)))
@@ -144,12 +149,90 @@ def test_render_draws_every_section(run):
 
 
 def test_stats_and_report_import_no_ray_tensorflow_or_torch():
-    code = ("import sys, dfsweep.orchestrator.report, dfsweep.orchestrator.stats, dfsweep.orchestrator.collect, "
-            "dfsweep.orchestrator.plots, dfsweep.orchestrator.html_report, matplotlib; "
+    modules = ", ".join(f"dfsweep.verdict.{m}" for m in VERDICT_DEPENDS)
+    code = (f"import sys, {modules}, matplotlib; "
             "print(','.join(m for m in ('ray', 'tensorflow', 'torch', 'keras', 'sklearn') if m in sys.modules), "
             "matplotlib.get_backend().lower(), sep='|')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "|agg"
+
+
+# What each verdict module may import from the package: one way, no circle (labels <- summary <- tables <- console,
+# html; summary <- plots; report on top). A new module must be declared here.
+VERDICT_DEPENDS = {
+    "stats": set(), "scores": set(), "labels": set(),
+    "summary": {"stats", "labels", "scores"},
+    "tables": {"labels", "summary"},
+    "console": {"labels", "tables"},
+    "html": {"labels", "tables"},
+    "plots": {"labels", "summary"},
+    "report": {"console", "html", "labels", "plots", "scores", "summary"},
+}
+# The bottom layer of dfsweep the verdict may use; never a stage (trainables, data_pipeline, orchestrator) or the CLI.
+VERDICT_MAY_USE = {"dfsweep", "dfsweep.schema", "dfsweep.config", "dfsweep.storage", "dfsweep.crops",
+                   "dfsweep.perturbations"}
+HEAVY = {"ray", "tensorflow", "keras", "torch", "torchvision", "facenet_pytorch", "sklearn"}
+
+
+def _imported(path) -> set[str]:
+    """Every module an import statement anywhere in the file names (function bodies included): `import a.b` gives
+    a.b; `from a import b` gives a, and a.b when that is a module."""
+    import ast
+    import importlib.util
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import"
+            out.add(node.module)
+            spec = importlib.util.find_spec(node.module) if node.module.split(".")[0] == "dfsweep" else None
+            if spec is not None and spec.submodule_search_locations:  # a package: its names may be modules
+                out.update(f"{node.module}.{a.name}" for a in node.names
+                           if importlib.util.find_spec(f"{node.module}.{a.name}") is not None)
+    return out
+
+
+def test_verdict_imports_point_one_way_and_reach_no_heavy_package():
+    import importlib.util
+    from pathlib import Path
+
+    import dfsweep.verdict
+
+    package = Path(dfsweep.verdict.__file__).parent
+    assert {p.stem for p in package.glob("*.py")} - {"__init__"} == set(VERDICT_DEPENDS)
+    order, todo = [], dict(VERDICT_DEPENDS)  # the declared graph is acyclic: it has a topological order
+    while todo:
+        ready = [m for m, deps in todo.items() if deps <= set(order)]
+        assert ready, f"import circle among {sorted(todo)}"
+        order += sorted(ready)
+        for m in ready:
+            del todo[m]
+    for path in package.glob("*.py"):
+        names = _imported(path)
+        ours = {n.split(".")[2] for n in names if n.startswith("dfsweep.verdict.")}
+        assert ours <= VERDICT_DEPENDS.get(path.stem, set()), (path.name, ours)
+        other = {n for n in names if n.split(".")[0] == "dfsweep" and not n.startswith("dfsweep.verdict")} - {
+            "dfsweep.verdict"}
+        assert other <= VERDICT_MAY_USE, (path.name, other - VERDICT_MAY_USE)
+        if path.stem == "stats":
+            assert not other and not ours, "stats imports nothing from dfsweep"
+    # Everything reachable from the verdict inside dfsweep (the bottom layer too) imports no heavy package anywhere.
+    seen, frontier = set(), [p for p in package.glob("*.py")]
+    while frontier:
+        path = frontier.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        names = _imported(path)
+        assert not {n.split(".")[0] for n in names} & HEAVY, (path, sorted({n for n in names if n.split(".")[0] in HEAVY}))
+        for n in names:
+            if n.split(".")[0] == "dfsweep":
+                spec = importlib.util.find_spec(n)
+                if spec is not None and spec.origin and spec.origin.endswith(".py"):
+                    frontier.append(Path(spec.origin))
+    assert {p.stem for p in seen} >= {"schema", "perturbations", "crops", "storage", "config"}
 
 
 SHIFT = {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("v1", "target"): 0.2, ("v2", "target"): 0.8}
@@ -230,7 +313,7 @@ def test_per_seed_delong_and_paired_bootstrap_pair_on_sample_id(run):
         assert t["delong_p"] == pytest.approx(sps.norm.sf((c10.mean() - b10.mean()) / np.sqrt(var)))
         by_id = np.argsort([f"{t['domain']}{i}" for i in range(60)])  # the report resamples in sample_id order
         pb = stats.paired_bootstrap_auc_diff(y[by_id], sc[by_id], sb[by_id], n_resamples=300,
-                                             seed=_seed_for(cfg, "paired", cand, base, t["domain"]))
+                                             seed=bootstrap_seed(cfg, "paired", cand, base, t["domain"]))
         assert (t["diff_ci_low"], t["diff_ci_high"], t["prob_positive"]) == (pb.low, pb.high, pb.prob_positive)
         assert "not a p-value" in t["prob_positive_is"] and t["metric"] == "image-level AUC"
 
@@ -293,7 +376,7 @@ def test_wilcoxon_runs_with_six_seeds_and_says_why_not_with_three(run, tmp_path)
         hb = stats.hierarchical_bootstrap_mean_diff(
             [(truth[f"v2-paper-s{s}", t["domain"]][0][by_id], truth[f"v2-paper-s{s}", t["domain"]][1][by_id],
               truth[f"v1-none-s{s}", t["domain"]][1][by_id]) for s in seeds],
-            n_resamples=200, seed=_seed_for(cfg, "hierarchical", t["domain"], "v2/paper", "v1/none"))
+            n_resamples=200, seed=bootstrap_seed(cfg, "hierarchical", t["domain"], "v2/paper", "v1/none"))
         assert (t["hier_ci_low"], t["hier_ci_high"]) == (hb.low, hb.high)
 
 
@@ -329,7 +412,7 @@ def test_metrics_csv_has_one_row_per_trial_domain_perturbation_level(tmp_path):
     text = (r.root / "metrics.csv").read_text()
     assert text.splitlines()[0] == ",".join(METRICS_COLUMNS) == (
         "trial_id,variant,augmentation,seed,domain,perturbation,level,auc_level,n,n_real,n_fake,auc,auc_ci_low,"
-        "auc_ci_high,average_precision,eer,accuracy,precision,recall,f1,tn,fp,fn,tp")
+        "auc_ci_high,average_precision,eer,accuracy,precision,recall,f1,tn,fp,fn,tp,brier")
     rows = list(csv.DictReader(io.StringIO(text)))
     keys = [(x["trial_id"], x["domain"], x["perturbation"], x["level"]) for x in rows]
     expected = {(f"{v}-{a}-s{s}", d, p, str(lv)) for v, a in ARMS for s in SEEDS for d in ("source", "target")
@@ -420,14 +503,14 @@ def test_roc_curve_matches_sklearn_with_every_threshold(run):
     _, truth = run
     for key in (("v1-none-s1", "source"), ("v2-paper-s3", "target")):
         y, s = truth[key]
-        fpr, tpr, thr = report_roc_curve(y, s)
+        fpr, tpr, thr = stats.roc_curve(y, s)
         ref_fpr, ref_tpr, ref_thr = roc_curve(y, s, drop_intermediate=False)
         np.testing.assert_allclose(fpr, ref_fpr)
         np.testing.assert_allclose(tpr, ref_tpr)
         np.testing.assert_array_equal(thr[1:], ref_thr[1:])
         assert thr[0] == np.inf
     with pytest.raises(ValueError, match="both real and fake"):
-        report_roc_curve(np.ones(4, int), np.linspace(0, 1, 4))
+        stats.roc_curve(np.ones(4, int), np.linspace(0, 1, 4))
 
 
 def test_confusion_data_sums_the_seeds_at_the_report_threshold(tmp_path):
@@ -435,15 +518,15 @@ def test_confusion_data_sums_the_seeds_at_the_report_threshold(tmp_path):
     truth = _write_scores(r, SHIFT)
     summary = build_summary(r.root, ReportConfig(bootstrap_samples=200, threshold=0.4))
     cells = confusion_data(summary)
-    assert [(c["domain"], c["arm"]) for c in cells] == [(d, a) for d in ("source", "target") for a in ("v1/none", "v2/paper")]
+    assert [(c.domain, c.arm) for c in cells] == [(d, a) for d in ("source", "target") for a in ("v1/none", "v2/paper")]
     for c in cells:
-        prefix = c["arm"].replace("/", "-")
+        prefix = c.arm.replace("/", "-")
         ref = 0
         for seed in SEEDS:
-            y, s = truth[f"{prefix}-s{seed}", c["domain"]]
+            y, s = truth[f"{prefix}-s{seed}", c.domain]
             ref = ref + confusion_matrix(y, (s >= 0.4).astype(int), labels=[0, 1])
-        assert [c[k] for k in ("tn", "fp", "fn", "tp")] == ref.ravel().tolist()
-        assert c["threshold"] == 0.4 and c["seeds"] == list(SEEDS)
+        assert [c.tn, c.fp, c.fn, c.tp] == ref.ravel().tolist()
+        assert c.threshold == 0.4 and c.seeds == SEEDS
 
 
 def test_report_writes_figures_and_a_self_contained_html(run):
@@ -493,11 +576,12 @@ def test_cue_is_shown_but_not_tested_and_warns_about_a_shortcut(tmp_path):
     assert {a["arm"] for a in summary["aggregate"]} == {"v1/none", "v2/paper", "cue/none"}
     assert all(t["candidate"] != "cue/none" for t in summary["tests"])  # a diagnostic, not a candidate
     warns = " ".join(summary["warnings"])
-    assert "shortcut: the trivial cue" in warns and "on the source test" in warns and "beats V1 on the target" in warns
+    assert "shortcut: the diagnostic arm cue/none" in warns and "on the source test" in warns
+    assert "beats the baseline v1/none on the target" in warns
     quiet = schema.RunDir(tmp_path / "quiet")
     _write_scores(quiet, {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("cue", "source"): 0.1,
                           ("v1", "target"): 0.0, ("v2", "target"): 0.8, ("cue", "target"): 0.2}, arms=arms)
-    # ...the cue edges past V1 on the target there, but both sit near chance: that is noise, not a shortcut.
+    # ...the cue edges past the baseline on the target there, but both sit near chance: that is noise, not a shortcut.
     assert "shortcut" not in " ".join(build_summary(quiet.root, ReportConfig(bootstrap_samples=200))["warnings"])
 
 
@@ -558,7 +642,8 @@ def _rows(trial, variant, aug, seed, domain, split, pert, level, sample_id, y, s
     n = len(y)
     return pa.table(dict(trial_id=[trial] * n, variant=[variant] * n, augmentation=[aug] * n, seed=[seed] * n,
                          dataset=[domain] * n, domain=[domain] * n, split=[split] * n, sample_id=sample_id, label=y,
-                         perturbation=[pert] * n, level=[level] * n, score=s, video_id=video_id), schema=schema.SCORES)
+                         perturbation=[pert] * n, level=[level] * n, score=s, video_id=video_id),
+                    schema=pa.schema([f for f in schema.SCORES if f.name != "role"]))  # a file from before roles
 
 
 def _per_video(t: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -730,3 +815,183 @@ def test_compare_runs_keeps_levels_apart(tmp_path):
     (x,) = [x for x in cmp["rows"] if (x["arm"], x["domain"], x["auc_level"]) == ("v1/none", "target", "video")]
     assert x["a_auc_mean"] == pytest.approx(np.mean([roc_auc_score(*_per_video(truth_a[f"v1-none-s{s}", "target"]))
                                                      for s in SEEDS]))
+
+
+def test_the_import_walker_sees_imports_inside_functions(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("import numpy\n\ndef g():\n    import torch.nn\n    from sklearn.metrics import roc_auc_score\n")
+    assert {"numpy", "torch.nn", "sklearn.metrics"} <= _imported(f)
+
+
+# Roles, not names: the baseline, candidates and diagnostic come from the scores' `role` column.
+
+ROLE_ARMS = (("v1", "none"), ("v2", "paper"), ("cue", "none"))
+ROLE_SHIFT = {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("cue", "source"): 4.0,
+              ("v1", "target"): 0.2, ("v2", "target"): 0.8, ("cue", "target"): 1.5}
+
+
+def _renamed(shift: dict, names: dict) -> dict:
+    return {(names[v], d): x for (v, d), x in shift.items()}
+
+
+def test_arms_are_found_by_role_not_by_name(tmp_path):
+    legacy = schema.RunDir(tmp_path / "legacy")  # no role column: v1 baseline, cue diagnostic, v2 candidate
+    _write_scores(legacy, ROLE_SHIFT, arms=ROLE_ARMS)
+    names = {"v1": "base", "v2": "new", "cue": "check"}
+    renamed = schema.RunDir(tmp_path / "renamed")  # other names, the same roles written out
+    _write_scores(renamed, _renamed(ROLE_SHIFT, names), arms=tuple((names[v], a) for v, a in ROLE_ARMS),
+                  roles={"base": "baseline", "new": "candidate", "check": "diagnostic"})
+    cfg = ReportConfig(bootstrap_samples=200)
+    a, b = build_summary(legacy.root, cfg), build_summary(renamed.root, cfg)
+    assert {t["role"] for t in a["trials"] if t["variant"] == "v1"} == {"baseline"}
+    assert {(t["variant"], t["role"]) for t in b["trials"]} == {("base", "baseline"), ("new", "candidate"),
+                                                               ("check", "diagnostic")}
+    assert [(t["candidate"], t["baseline"]) for t in b["tests"]] == [("new/paper", "base/none")] * 2
+    for key in ("t", "p_value", "p_holm", "mean_diff", "hier_mean_diff"):  # (bootstrap seeds hash the arm names)
+        assert [t[key] for t in a["tests"]] == [t[key] for t in b["tests"]], key
+    assert [s["delong_p"] for s in a["per_seed_tests"]] == [s["delong_p"] for s in b["per_seed_tests"]]
+    shortcut = [w for w in b["warnings"] if w.startswith("shortcut")]
+    assert len(shortcut) == 2 and all("the diagnostic arm check/none" in w for w in shortcut)
+    assert "beats the baseline base/none on the target" in shortcut[1]
+
+    swapped = schema.RunDir(tmp_path / "swapped")  # a role overrides what the name used to mean
+    _write_scores(swapped, ROLE_SHIFT, arms=ROLE_ARMS, roles={"v1": "candidate", "v2": "baseline", "cue": "candidate"})
+    tests = build_summary(swapped.root, cfg)["tests"]
+    assert sorted({(t["candidate"], t["baseline"]) for t in tests}) == [("cue/none", "v2/paper"), ("v1/none", "v2/paper")]
+
+
+def test_an_unknown_role_is_refused_by_name(tmp_path):
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, SHIFT, roles={"v1": "baseline", "v2": "candiate"})
+    with pytest.raises(schema.SchemaError, match=r"unknown role\(s\) \['candiate'\]; valid: baseline, candidate, "
+                                                 r"diagnostic"):
+        collect_scores(r.scores)
+
+
+def test_no_output_names_an_arm_by_a_hard_coded_variant():
+    import re
+    from pathlib import Path
+
+    import dfsweep.verdict
+
+    for path in Path(dfsweep.verdict.__file__).parent.glob("*.py"):
+        code = path.read_text()
+        assert re.search(r"\bV[123]\b", code) is None, path.name  # no "V1"/"V2" in any header, caption or warning
+        assert re.search(r"""["'](v1|v2|cue)["']""", code) is None, path.name  # no arm found by its name
+
+
+def test_report_says_baseline_and_candidate_not_v1_and_v2(tmp_path):
+    import re
+
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, ROLE_SHIFT, arms=ROLE_ARMS, val=True, perturbations=(("jpeg", 60),))
+    console = Console(record=True, width=200, file=io.StringIO())
+    report(r.root, ReportConfig(bootstrap_samples=200), console)
+    text, html = console.export_text(), (r.root / REPORT_HTML).read_text()
+    for out in (text, html):
+        assert re.search(r"\bV[12]\b", out) is None
+        assert "Is the candidate better than the baseline?" in out and "fine-tune" in out
+        assert "(variants that fine-tune)" in out and "v2/paper vs v1/none" in out
+        assert "the diagnostic arm cue/none" in out
+
+
+# The per-trial metric columns: one registry (summary.METRIC_COLUMNS) behind metrics.csv, the console and report.html.
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path_factory.mktemp("reported"))
+    truth = _write_scores(r, SHIFT, val=True, perturbations=(("jpeg", 60),))
+    console = Console(record=True, width=250, file=io.StringIO())
+    summary = report(r.root, ReportConfig(bootstrap_samples=200), console)
+    return r, truth, summary, console.export_text(), (r.root / REPORT_HTML).read_text()
+
+
+@pytest.mark.parametrize("column", METRIC_COLUMNS, ids=lambda c: c.fields[0])
+def test_every_metric_column_reaches_rows_csv_console_and_html(reported, column):
+    import html as html_lib
+
+    r, _, summary, text, html = reported
+    rows = list(csv.DictReader(io.StringIO(r.metrics_csv.read_text())))
+    for field in column.fields:
+        assert all(field in m for m in summary["metrics"]) and all(field in t for t in summary["trials"]), field
+        assert field in rows[0], field
+    if column.show == "csv":
+        return
+    header = column.title(grain="image", ci="95% CI", threshold=0.5)
+    assert header in text and f"<th>{html_lib.escape(header)}</th>" in html
+    for t in summary["trials"]:  # each trial's row holds the column's cell, as the registry formats it
+        assert column.cell(t) in text and html_lib.escape(column.cell(t)) in html
+
+
+def test_brier_score_in_rows_and_csv_against_sklearn(reported):
+    from sklearn.metrics import brier_score_loss
+
+    r, truth, summary, _, _ = reported
+    for t in summary["trials"]:
+        assert t["brier"] == pytest.approx(brier_score_loss(*truth[t["trial_id"], t["domain"]]), abs=1e-12)
+    for x in csv.DictReader(io.StringIO(r.metrics_csv.read_text())):
+        key = (x["trial_id"], x["domain"]) if x["perturbation"] == "none" else (
+            x["trial_id"], x["domain"], x["perturbation"], int(x["level"]))
+        assert float(x["brier"]) == pytest.approx(brier_score_loss(*truth[key]), abs=1e-9)
+
+
+def test_report_reads_and_groups_the_scores_once(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from dfsweep.verdict import report as report_module
+    from dfsweep.verdict import summary as summary_module
+
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, SHIFT, perturbations=(("blur", 3),))
+    calls = {"collect_scores": 0, "group_scores": 0}
+    for module in (report_module, summary_module):
+        for name in calls:
+            real = getattr(module, name)
+
+            def counted(*args, _real=real, _name=name, **kwargs):
+                calls[_name] += 1
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(module, name, counted)
+    report(r.root, ReportConfig(bootstrap_samples=200), Console(file=io.StringIO()))
+    assert calls == {"collect_scores": 1, "group_scores": 1}
+
+
+# Perturbations from the registry: a new entry shows in every table, figure and report.html without verdict changes.
+
+
+@pytest.mark.parametrize("kind", list(perturbations.PERTURBATIONS))
+def test_every_registered_perturbation_reaches_tables_csv_figure_and_html(tmp_path, kind):
+    import html as html_lib
+
+    from rich.console import Console
+
+    from dfsweep.verdict.labels import caption, perturbation_axes
+
+    entry = perturbations.PERTURBATIONS[kind]
+    mild, harsh = sorted(entry.default_levels[:2], key=entry.severity)
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, SHIFT, perturbations=((kind, harsh), (kind, mild)))  # written harsh first on purpose
+    console = Console(record=True, width=200, file=io.StringIO())
+    summary = report(r.root, ReportConfig(bootstrap_samples=200), console)
+    rows = summary["robustness"]
+    assert {x["perturbation"] for x in rows} == {kind}
+    assert [x["level"] for x in rows if (x["domain"], x["arm"]) == ("source", "v1/none")] == [mild, harsh]
+    csv_rows = list(csv.DictReader(io.StringIO(r.metrics_csv.read_text())))
+    assert {(x["perturbation"], int(x["level"])) for x in csv_rows} == {("none", 0), (kind, mild), (kind, harsh)}
+    (axis,) = perturbation_axes(rows)
+    assert (axis.kind, axis.quantity, axis.axis_label, axis.harsher) == (kind, entry.quantity, entry.axis_label,
+                                                                         entry.harsher)
+    assert entry.quantity in caption("robustness.png", ["image"], [axis])
+    assert (r.root / FIGURES_DIR / "robustness.png").exists()
+    html = (r.root / REPORT_HTML).read_text()
+    assert f'<td class="l">{kind}</td>' in html  # a row of the robustness table
+    for fragment in (entry.quantity, entry.axis_label):  # the table's caption and the figure's
+        assert html_lib.escape(fragment) in html, fragment
+    text = console.export_text()
+    assert kind in text and "Robustness: image-level AUC" in text

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from dfsweep.orchestrator import stats
+from dfsweep.verdict import stats
 
 
 def _data(n_pos=60, n_neg=80, shift=1.0, seed=0, ties=False):
@@ -60,7 +60,7 @@ def test_bootstrap_ci_agrees_with_hanley_mcneil_for_large_samples():
     a = stats.auc(y, s)
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
     se = math.sqrt((a * (1 - a) + 399 * (q1 - a * a) + 399 * (q2 - a * a)) / (400 * 400))
-    ci = stats.bootstrap_auc_ci(y, s, n_resamples=2000, level=0.95, seed=7)
+    ci = stats.bootstrap_auc_ci(y, s, n_resamples=2000, confidence=0.95, seed=7)
     assert ci.low < a < ci.high
     assert (ci.high - ci.low) == pytest.approx(2 * 1.959964 * se, rel=0.15)
 
@@ -85,7 +85,7 @@ def test_bootstrap_percentile_matches_scipy_on_the_same_resamples():
                         random_state=np.random.default_rng(3)).confidence_interval
     # Our bootstrap also resamples fakes, so it is wider; with fakes fixed the scales must agree within reason.
     ours = stats.bootstrap_auc_ci(np.r_[np.ones(50, int), np.zeros(70, int)], np.r_[pos, neg], n_resamples=4000,
-                                  level=0.9, seed=3)
+                                  confidence=0.9, seed=3)
     assert ours.low <= ref.low + 0.01 and ours.high >= ref.high - 0.01
     assert (ours.high - ours.low) < 2.5 * (ref.high - ref.low)
 
@@ -272,7 +272,7 @@ def test_paired_bootstrap_seeded_and_contains_point():
     a = stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=1000, seed=3)
     assert a == stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=1000, seed=3)
     assert a.diff == pytest.approx(roc_auc_score(y, s1) - roc_auc_score(y, s2), abs=1e-12)
-    assert a.low <= a.diff <= a.high and a.level == 0.95 and a.n_resamples == 1000
+    assert a.low <= a.diff <= a.high and a.confidence == 0.95 and a.n_resamples == 1000
     assert 0.5 < a.prob_positive <= 1 and "not a p-value" in a.note
     b = stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=1000, seed=np.random.SeedSequence(3))
     assert b == a  # an int seed and its SeedSequence give the same stream
@@ -328,7 +328,7 @@ def test_hierarchical_bootstrap_point_ci_and_seed():
     r = stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=1000, seed=2)
     ref = np.mean([roc_auc_score(y, a) - roc_auc_score(y, b) for y, a, b in per_seed])
     assert r.mean_diff == pytest.approx(ref, abs=1e-12)
-    assert r.low <= r.mean_diff <= r.high and (r.n_seeds, r.n_resamples, r.level) == (5, 1000, 0.95)
+    assert r.low <= r.mean_diff <= r.high and (r.n_seeds, r.n_resamples, r.confidence) == (5, 1000, 0.95)
     assert r == stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=1000, seed=2)
     assert r != stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=1000, seed=3)
 
@@ -374,3 +374,80 @@ def test_holm_hand_worked_and_properties():
     assert np.all(np.diff(adj[order]) >= 0) and np.all(adj >= p) and np.all(adj <= 1)
     assert np.all(adj <= np.minimum(p * 12, 1) + 1e-15)  # never more conservative than Bonferroni
     assert stats.holm([]) == []
+
+
+# --- F1, Brier, the t band of a mean, the percentile interval ------------------------------------------------------
+
+from sklearn.metrics import brier_score_loss, f1_score  # noqa: E402
+
+
+def test_f1_hand_worked_and_against_sklearn():
+    c = stats.confusion([1, 1, 1, 0, 0], [0.9, 0.5, 0.2, 0.6, 0.1], threshold=0.5)  # TP 2, FP 1, FN 1
+    assert c.f1 == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert c.predicted_fake_share == pytest.approx(3 / 5)
+    for seed in range(4):
+        y, s = _data(n_pos=20, n_neg=30, seed=seed)
+        for threshold in (-0.5, 0.5, 1.5):
+            ref = f1_score(y, (s >= threshold).astype(int), zero_division=0.0)
+            assert stats.confusion(y, s, threshold=threshold).f1 == pytest.approx(ref, abs=1e-12)
+    assert stats.confusion([1, 0], [0.1, 0.2]).f1 == 0.0  # a fake missed, nothing called fake: 0, as sklearn says
+    assert math.isnan(stats.confusion([0, 0], [0.1, 0.2]).f1)  # no fake and none called fake: undefined
+    assert math.isnan(stats.confusion([], []).predicted_fake_share)
+
+
+def test_brier_score_hand_worked():
+    # (0.9 - 1)^2 + (0.2 - 0)^2 + (0.4 - 1)^2 + (0.5 - 0)^2 = 0.01 + 0.04 + 0.36 + 0.25 = 0.66, over 4 samples
+    assert stats.brier_score([1, 0, 1, 0], [0.9, 0.2, 0.4, 0.5]) == pytest.approx(0.165)
+    assert stats.brier_score([1, 0], [1.0, 0.0]) == 0.0  # perfect and certain
+    assert stats.brier_score([1, 0, 1], [0.5, 0.5, 0.5]) == pytest.approx(0.25)  # a constant 1/2
+    assert stats.brier_score([1, 1], [0.0, 0.0]) == 1.0  # certain and wrong; one class is fine
+    assert math.isnan(stats.brier_score([], []))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_brier_score_matches_sklearn(seed):
+    y, s = _data(seed=seed)
+    p = 1 / (1 + np.exp(-s))
+    assert stats.brier_score(y, p) == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+
+
+def test_brier_score_input_checks():
+    with pytest.raises(ValueError, match=r"^the Brier score needs probabilities: scores must lie in \[0, 1\]$"):
+        stats.brier_score([0, 1], [0.2, 1.2])
+    with pytest.raises(ValueError, match=r"^the Brier score needs probabilities: scores must lie in \[0, 1\]$"):
+        stats.brier_score([0, 1], [-0.1, 0.5])
+    with pytest.raises(ValueError, match="0 \\(real\\) or 1"):
+        stats.brier_score([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="same length"):
+        stats.brier_score([0, 1], [0.1])
+
+
+def test_mean_band_against_scipy_t_interval():
+    values = [0.71, 0.74, 0.69, 0.77, 0.70]
+    for confidence in (0.9, 0.95):
+        r = stats.mean_band(values, confidence=confidence)
+        low, high = sps.t.interval(confidence, len(values) - 1, loc=np.mean(values), scale=sps.sem(values))
+        assert (r.low, r.high) == (pytest.approx(low), pytest.approx(high))
+        assert r.mean == pytest.approx(np.mean(values)) and r.sd == pytest.approx(np.std(values, ddof=1))
+        assert (r.n, r.ddof, r.confidence) == (5, 1, confidence)
+    # two values, by hand: mean 0.7, sd sqrt(0.02), t_{0.975, 1} = 12.706...
+    r = stats.mean_band([0.6, 0.8], confidence=0.95)
+    half = 12.706204736 * math.sqrt(0.02) / math.sqrt(2)
+    assert (r.low, r.high) == (pytest.approx(0.7 - half), pytest.approx(0.7 + half))
+    one = stats.mean_band([0.7])
+    assert one.mean == 0.7 and math.isnan(one.low) and math.isnan(one.high) and one.n == 1
+    with pytest.raises(AttributeError):
+        one.mean = 0.0  # a frozen result
+
+
+def test_percentile_intervals_are_the_equal_tailed_quantiles_of_their_replicates():
+    # Replay bootstrap_auc_ci's resamples by hand (same generator, same draws) and take the quantiles with numpy.
+    y, s = _data(n_pos=15, n_neg=20, seed=12)
+    ci = stats.bootstrap_auc_ci(y, s, n_resamples=400, confidence=0.8, seed=5)
+    rng = np.random.default_rng(5)
+    pos, neg = s[y == 1], s[y == 0]
+    bp = pos[rng.integers(0, 15, (400, 15))]
+    bn = neg[rng.integers(0, 20, (400, 20))]
+    boot = [roc_auc_score(np.r_[np.ones(15), np.zeros(20)], np.r_[bp[b], bn[b]]) for b in range(400)]
+    assert (ci.low, ci.high) == (pytest.approx(np.quantile(boot, 0.1)), pytest.approx(np.quantile(boot, 0.9)))
+    assert ci.confidence == 0.8

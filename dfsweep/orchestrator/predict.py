@@ -1,6 +1,8 @@
 """`dfsweep predict`: score new images, folders or videos with a trained model: MTCNN crop, then the model.
 
 Given a run directory it takes the trial ranked best on SOURCE VAL (AUC from the stored val scores; never test).
+Crops are made the way the model's training crops were: the crop settings of its model card
+(models/<trial>.json, schema.MODEL_CARD_KEYS), then resized to its input size as a trial does.
 Bad inputs get the same treatment as in prepare: a row with a status and a reason, never a crash.
 """
 
@@ -32,15 +34,15 @@ def choose_model(model_or_run: str | Path) -> ChosenModel:
     p = parse(model_or_run)
     if p.suffix == ".keras" and p.is_file():
         meta_path = p.parent / f"{p.stem}.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = schema.validate_model_card(json.loads(meta_path.read_text()), str(meta_path)) if meta_path.exists() else {}
         return ChosenModel(p, meta, "model file given")
     run = schema.RunDir(p)
     if not run.models.is_dir():
         raise FileNotFoundError(f"{p} is neither a .keras model nor a run directory with models/")
     import pyarrow.compute as pc
 
-    from dfsweep.orchestrator.collect import collect_scores
-    from dfsweep.orchestrator.stats import auc
+    from dfsweep.verdict.scores import collect_scores
+    from dfsweep.verdict.stats import auc
 
     scores = collect_scores(run.scores)
     val = scores.filter(pc.and_(pc.and_(pc.equal(scores.column("split"), "val"),
@@ -54,11 +56,11 @@ def choose_model(model_or_run: str | Path) -> ChosenModel:
     if not ranked:
         raise FileNotFoundError(f"{run.models} holds no model of a trial with source-val scores")
     best_auc, tid = max(ranked, key=lambda r: (r[0], [-ord(c) for c in r[1]]))
-    meta = json.loads((run.models / f"{tid}.json").read_text())
+    meta = schema.validate_model_card(json.loads((run.models / f"{tid}.json").read_text()), f"{run.models / tid}.json")
     return ChosenModel(run.models / f"{tid}.keras", meta, f"best source-val AUC {best_auc:.3f} of {len(ranked)} trials")
 
 
-def _inputs(paths: list[str | Path]) -> list[tuple[Path, int]]:
+def _inputs(paths: list[str | Path], video_frames: int) -> list[tuple[Path, int]]:
     """(file, frame_index) for every file given or found under a folder; videos give evenly spaced frames."""
     from dfsweep.data_pipeline.scan import VIDEO_SUFFIXES, frame_indices
 
@@ -73,19 +75,34 @@ def _inputs(paths: list[str | Path]) -> list[tuple[Path, int]]:
                 cap = cv2.VideoCapture(str(f))
                 n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
                 cap.release()
-                found += [(f, i) for i in frame_indices(n, 8)] or [(f, 0)]
+                found += [(f, i) for i in frame_indices(n, video_frames)] or [(f, 0)]
             else:
                 found.append((f, -1))
     return found
 
 
-def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: float = 0.5, min_face_px: int = 40,
-            min_face_prob: float = 0.9, margin: float = 0.3, log=print) -> tuple[ChosenModel, list[dict]]:
+def crop_contract(chosen: ChosenModel, input_size_px: int, log=print) -> dict:
+    """The crop settings to use: the model card's, or (a model without a card, or one from before cards held them)
+    prepare's defaults at the model's input size, said in the log."""
+    crop = (chosen.meta or {}).get("crop")
+    if crop:
+        return dict(crop)
+    from dataclasses import asdict
+
+    from dfsweep.config import PrepareConfig
+
+    log(f"note: {chosen.path} has no crop settings in its model card: using prepare's defaults at {input_size_px} px")
+    return dict({k: asdict(PrepareConfig())[k] for k in schema.MODEL_CARD_CROP_KEYS}, crop_size_px=input_size_px)
+
+
+def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: float = 0.5,
+            log=print) -> tuple[ChosenModel, list[dict]]:
     """One row per image (per sampled frame of a video): face found, score, verdict at `threshold`."""
     # torchvision must be imported before TensorFlow in one process (the other order segfaults here).
     import torchvision  # noqa: F401
 
-    from dfsweep.data_pipeline.faces import FaceCropper, decode_png_rgb
+    from dfsweep.crops import decode_png_rgb, to_input_size
+    from dfsweep.data_pipeline.faces import FaceCropper
     from dfsweep.data_pipeline.scan import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     chosen = choose_model(model_or_run)
@@ -94,9 +111,11 @@ def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: flo
     with chosen.path.local_copy() as local:  # Keras reads only local files
         model = keras.saving.load_model(str(local), compile=False)
     size = int(model.input_shape[1])
-    cropper = FaceCropper(crop_size_px=size, margin=margin, min_face_px=min_face_px, min_face_prob=min_face_prob)
+    crop = crop_contract(chosen, size, log)
+    cropper = FaceCropper(crop_size_px=crop["crop_size_px"], margin=crop["face_margin"], min_face_px=crop["min_face_px"],
+                          min_face_prob=crop["min_face_prob"], face_policy=crop["face_policy"])
     rows = []
-    for path, frame in _inputs(paths):
+    for path, frame in _inputs(paths, crop["video_frames"]):
         row = dict(file=str(path), frame_index=frame, face_found=False, face_prob=None, score=None, verdict="")
         if not path.exists() or path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
             why = "no such file" if not path.exists() else f"not an image or video file suffix: {path.suffix or '(none)'}"
@@ -105,7 +124,7 @@ def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: flo
         out = cropper.crop_one(str(path), frame)
         row.update(status=out["status"], reason=out["reason"])
         if out["status"] == schema.STATUS_OK:
-            x = decode_png_rgb(out["image"]).astype(np.float32)[None]
+            x = to_input_size(decode_png_rgb(out["image"]), size).astype(np.float32)[None]
             score = float(model.predict(x, verbose=0).ravel()[0])
             row.update(face_found=True, face_prob=round(out["face_prob"], 4), score=round(score, 4),
                        verdict="fake" if score >= threshold else "real")

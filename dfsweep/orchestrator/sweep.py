@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dfsweep import schema
 from dfsweep.config import Config
-from dfsweep.trainables.train import get_variant, trial_id
+from dfsweep.trainables.variants import get_variant, trial_id
 
 
 def plan_trials(cfg: Config) -> list[dict]:

@@ -1,6 +1,7 @@
-"""Statistics of the report: pure numpy/scipy functions with an explicit seed, returning frozen results.
+"""Every statistic of the verdict: pure numpy/scipy functions, keyword-only options, an explicit seed, frozen results.
 
 Conventions: labels are 1 = fake (positive), 0 = real; scores are probabilities of fake. AUC counts ties as 1/2.
+`confidence` is the coverage of an interval (0.95). Imports nothing from dfsweep: the summary calls in, never back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ def _auc_from_ranks(ranks_pos_sum: np.ndarray, n_pos: int, n_neg: int) -> np.nda
     return (ranks_pos_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def _percentile_interval(boot: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The equal-tailed percentile interval of bootstrap replicates at `confidence`."""
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(boot, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def auc(y, s) -> float:
     """Area under the ROC curve (Mann-Whitney U / (n_pos n_neg)); nan when a class is absent."""
     y, s = _check_binary(y, s)
@@ -42,28 +50,27 @@ class AucCI:
     auc: float
     low: float
     high: float
-    level: float
+    confidence: float
     n_resamples: int
     n_pos: int
     n_neg: int
     method: str = "stratified percentile bootstrap"
 
 
-def bootstrap_auc_ci(y, s, *, n_resamples: int = 2000, level: float = 0.95, seed: int | np.random.SeedSequence = 0) -> AucCI:
+def bootstrap_auc_ci(y, s, *, n_resamples: int = 2000, confidence: float = 0.95, seed: int | np.random.SeedSequence = 0) -> AucCI:
     """Percentile CI of the AUC, resampling fakes and reals separately (both classes in every resample)."""
     y, s = _check_binary(y, s)
     pos, neg = s[y == 1], s[y == 0]
     point = auc(y, s)
     if len(pos) == 0 or len(neg) == 0:
-        return AucCI(point, float("nan"), float("nan"), level, n_resamples, len(pos), len(neg))
+        return AucCI(point, float("nan"), float("nan"), confidence, n_resamples, len(pos), len(neg))
     rng = np.random.default_rng(seed)
     bp = pos[rng.integers(0, len(pos), (n_resamples, len(pos)))]
     bn = neg[rng.integers(0, len(neg), (n_resamples, len(neg)))]
     ranks = sps.rankdata(np.concatenate([bp, bn], axis=1), axis=1)
     boot = _auc_from_ranks(ranks[:, : len(pos)].sum(axis=1), len(pos), len(neg))
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
-    return AucCI(point, float(low), float(high), level, n_resamples, len(pos), len(neg))
+    low, high = _percentile_interval(boot, confidence)
+    return AucCI(point, low, high, confidence, n_resamples, len(pos), len(neg))
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,29 @@ def mean_sd(values, *, ddof: int = 1) -> MeanSD:
     v = np.asarray(values, dtype=np.float64)
     sd = float(v.std(ddof=ddof)) if len(v) > ddof else float("nan")
     return MeanSD(float(v.mean()) if len(v) else float("nan"), sd, len(v), ddof)
+
+
+@dataclass(frozen=True)
+class MeanBand:
+    """Mean across seeds with its t band, mean ± t_{(1+confidence)/2, n-1} sd / sqrt(n) (nan below 2 values)."""
+
+    mean: float
+    sd: float
+    n: int
+    ddof: int
+    low: float
+    high: float
+    confidence: float
+
+
+def mean_band(values, *, confidence: float = 0.95) -> MeanBand:
+    """The mean of `values` (one per seed) with a Student-t band of the mean; the band is nan with fewer than 2 values
+    or a non-finite mean or sd."""
+    ms = mean_sd(values)
+    if ms.n < 2 or not (math.isfinite(ms.mean) and math.isfinite(ms.sd)):
+        return MeanBand(ms.mean, ms.sd, ms.n, ms.ddof, float("nan"), float("nan"), confidence)
+    half = float(sps.t.ppf((1 + confidence) / 2, ms.n - 1)) * ms.sd / math.sqrt(ms.n)
+    return MeanBand(ms.mean, ms.sd, ms.n, ms.ddof, ms.mean - half, ms.mean + half, confidence)
 
 
 @dataclass(frozen=True)
@@ -135,19 +165,38 @@ class Confusion:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
 
     @property
+    def f1(self) -> float:
+        """2 TP / (2 TP + FP + FN): the harmonic mean of precision and recall; 0 when there is no true positive but
+        some sample is positive or called so, nan when there is none of either."""
+        d = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / d if d else float("nan")
+
+    @property
+    def predicted_fake_share(self) -> float:
+        """The share of samples called fake (nan for no samples)."""
+        return (self.tp + self.fp) / self.n if self.n else float("nan")
+
+    @property
     def predicted_one_class(self) -> bool:
         return (self.tp + self.fp == 0) or (self.tn + self.fn == 0)
 
 
-def confusion(y, s, threshold: float = 0.5) -> Confusion:
+def confusion(y, s, *, threshold: float = 0.5) -> Confusion:
+    """Counts at `threshold` (a score >= threshold is called fake)."""
     y, s = _check_binary(y, s)
     pred = s >= threshold
     return Confusion(threshold, tn=int(((y == 0) & ~pred).sum()), fp=int(((y == 0) & pred).sum()),
                      fn=int(((y == 1) & ~pred).sum()), tp=int(((y == 1) & pred).sum()))
 
 
-def nan_to_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+def brier_score(y, s) -> float:
+    """Mean squared difference between the probability of fake and the 0/1 label (Brier, 1950): 0 is perfect, 0.25
+    is a constant 0.5; lower is better and, unlike AUC, it penalises miscalibration. nan for no samples; ValueError
+    when a score is not a probability."""
+    y, s = _check_binary(y, s)
+    if ((s < 0) | (s > 1)).any():
+        raise ValueError("the Brier score needs probabilities: scores must lie in [0, 1]")
+    return float(np.mean((s - y) ** 2)) if len(y) else float("nan")
 
 
 def average_precision(y, s) -> float:
@@ -164,6 +213,15 @@ def average_precision(y, s) -> float:
     precision = tp / (last + 1)
     recall_step = np.diff(tp, prepend=0) / n_pos
     return float(np.sum(recall_step * precision))
+
+
+def roc_curve(y, s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) with every distinct score a threshold, from (0, 0) at threshold inf to (1, 1); a score
+    >= threshold is called fake. ValueError when a class is absent: the curve is undefined then."""
+    y, s = _check_binary(y, s)
+    if y.all() or not y.any():
+        raise ValueError("a ROC curve needs both real and fake samples")
+    return _roc(y, s)
 
 
 def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -280,13 +338,13 @@ class PairedBootstrap:
     diff: float
     low: float
     high: float
-    level: float
+    confidence: float
     prob_positive: float
     n_resamples: int
     note: str = "prob_positive is the share of resamples with diff > 0, a bootstrap probability, not a p-value"
 
 
-def paired_bootstrap_auc_diff(y, s_candidate, s_baseline, *, n_resamples: int = 2000, level: float = 0.95,
+def paired_bootstrap_auc_diff(y, s_candidate, s_baseline, *, n_resamples: int = 2000, confidence: float = 0.95,
                               seed: int | np.random.SeedSequence = 0) -> PairedBootstrap:
     """Percentile CI of the AUC difference, resampling fakes and reals separately with the same indices for both
     models (so their correlation is kept). prob_positive = share of resamples with diff > 0: a bootstrap
@@ -295,15 +353,13 @@ def paired_bootstrap_auc_diff(y, s_candidate, s_baseline, *, n_resamples: int = 
     y, sc, sb, pos, neg, m, n = _paired_input(y, s_candidate, s_baseline)
     if m == 0 or n == 0:
         nan = float("nan")
-        return PairedBootstrap(nan, nan, nan, level, nan, n_resamples)
+        return PairedBootstrap(nan, nan, nan, confidence, nan, n_resamples)
     rng = np.random.default_rng(seed)
     ip = rng.integers(0, m, (n_resamples, m))
     ineg = rng.integers(0, n, (n_resamples, n))
     boot = _resampled_aucs(sc[pos], sc[neg], ip, ineg) - _resampled_aucs(sb[pos], sb[neg], ip, ineg)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
-    return PairedBootstrap(auc(y, sc) - auc(y, sb), float(low), float(high), level, float(np.mean(boot > 0)),
-                           n_resamples)
+    low, high = _percentile_interval(boot, confidence)
+    return PairedBootstrap(auc(y, sc) - auc(y, sb), low, high, confidence, float(np.mean(boot > 0)), n_resamples)
 
 
 @dataclass(frozen=True)
@@ -340,13 +396,13 @@ class HierarchicalBootstrap:
     mean_diff: float
     low: float
     high: float
-    level: float
+    confidence: float
     n_seeds: int
     n_resamples: int
     method: str = "seeds with replacement, then fakes and reals with replacement within each drawn seed"
 
 
-def hierarchical_bootstrap_mean_diff(per_seed, *, n_resamples: int = 2000, level: float = 0.95,
+def hierarchical_bootstrap_mean_diff(per_seed, *, n_resamples: int = 2000, confidence: float = 0.95,
                                      seed: int | np.random.SeedSequence = 0) -> HierarchicalBootstrap:
     """Two-level bootstrap of the mean per-seed AUC difference, so the CI reflects both seed-to-seed variation
     (training randomness) and the finite test set. per_seed: list of (y, s_candidate, s_baseline), one per seed.
@@ -361,7 +417,7 @@ def hierarchical_bootstrap_mean_diff(per_seed, *, n_resamples: int = 2000, level
         data.append((y, sc, sb))
     k, nan = len(data), float("nan")
     if k == 0 or any(y.all() or not y.any() for y, _, _ in data):
-        return HierarchicalBootstrap(nan, nan, nan, level, k, n_resamples)
+        return HierarchicalBootstrap(nan, nan, nan, confidence, k, n_resamples)
     point = float(np.mean([auc(y, sc) - auc(y, sb) for y, sc, sb in data]))
     rng = np.random.default_rng(seed)
     picked = rng.integers(0, k, (n_resamples, k))
@@ -377,9 +433,8 @@ def hierarchical_bootstrap_mean_diff(per_seed, *, n_resamples: int = 2000, level
         d = _resampled_aucs(sc[p], sc[~p], ip, ineg) - _resampled_aucs(sb[p], sb[~p], ip, ineg)
         total += np.bincount(rows, weights=d, minlength=n_resamples)
     boot = total / k
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
-    return HierarchicalBootstrap(point, float(low), float(high), level, k, n_resamples)
+    low, high = _percentile_interval(boot, confidence)
+    return HierarchicalBootstrap(point, low, high, confidence, k, n_resamples)
 
 
 def holm(p_values) -> list[float]:

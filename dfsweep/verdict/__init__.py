@@ -1,0 +1,14 @@
+"""The verdict: a run's scores/ (and crops/ for the error thumbnails) -> summary.json, metrics.csv, figures/,
+report.html and the console report, with no model and no Ray.
+
+    scores.py   read every trial's scores into one validated table
+    stats.py    every statistic: pure numpy/scipy, keyword-only options, explicit seeds, frozen results
+    labels.py   the wording shared by console, HTML and figures (grains, numbers, header, captions, perturbation axes)
+    summary.py  scores -> one summary (metrics, tests against the baseline, robustness, warnings) and the figures' data
+    tables.py   the summary's tables as text, for console.py and html.py
+    console.py, html.py, plots.py   draw; compute nothing
+    report.py   collect once, summarise, write every output, render
+
+Imports point one way (labels <- summary <- tables <- console/html, summary <- plots; report on top). Nothing here
+imports Ray, TensorFlow, Keras, torch or scikit-learn, not even inside a function (tests/test_report.py walks them).
+"""

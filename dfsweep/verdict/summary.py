@@ -1,0 +1,800 @@
+"""Scores -> one summary: every number the report shows, as plain data (summary.json), and the figures' data.
+
+`group_scores` splits the scores table into groups in one sort; `build_summary` computes from them (through stats)
+the per-trial metrics, the per-seed and across-seed tests of each candidate against the baseline, robustness and the
+validity warnings; `figure_data` takes the clean test groups from the same grouping for the figures; `compare_runs`
+sets two runs side by side. The arms' roles (baseline, candidate, diagnostic) come from the scores' `role` column
+(schema.role_of), never from a variant's name. METRIC_COLUMNS is the one list of per-trial metric columns that
+metrics.csv, the console and report.html show.
+
+Every AUC says its grain (`auc_level` on every row): image, frame or video (a video's score is the mean of its
+frames'). Grains are computed, tested (Holm families included) and shown apart, never pooled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from dfsweep import __version__, perturbations, schema
+from dfsweep.config import ReportConfig, config_from_dict
+from dfsweep.verdict import stats
+from dfsweep.verdict.labels import (COUNT_HEADER, GRAIN_MEANING, GRAIN_ORDER, GRAIN_UNIT, GRAINS, auc_label,
+                                    format_interval, format_number)
+from dfsweep.verdict.scores import collect_scores
+
+BASELINE, CANDIDATE, DIAGNOSTIC = schema.ROLES
+# A diagnostic arm (a shortcut check, not a detector) that is this good in-domain says the data carry a shortcut.
+DIAGNOSTIC_IN_DOMAIN_AUC = 0.8
+# "Beats the baseline on the target" only counts where the diagnostic itself is off chance: two near-0.5 AUCs say
+# nothing.
+DIAGNOSTIC_TARGET_MIN_AUC = 0.6
+CONTACT_SHEET_K = 16  # highest-confidence errors shown per arm
+
+# "Ranking fine, calibration off": the paper's baseline ranked target samples well yet called them all real at 0.5.
+CALIBRATION_MIN_AUC = 0.7
+CALIBRATION_MAX_ACCURACY = 0.55
+DOMINANT_SHARE = 0.9  # one class "dominates the predictions" when at least this share of samples is called it
+# A per-seed paired-bootstrap CI of ΔAUC wider than this that still contains 0 cannot tell the arms apart.
+WIDE_DIFF_CI = 0.1
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """One column of the per-trial tables (console and report.html) and the metrics.csv fields behind it.
+
+    `header` may name {auc} (the grain's AUC), {n} (what a row counts), {ci} ("95% CI") and {thr} (the report
+    threshold). `fields` are the keys of metric and trial rows it shows, in metrics.csv's column order. `show` is how
+    a table cell shows them: "number" (one value at `decimals` places), "interval" ("[low, high]"), "n" ("n (real/
+    fake)"), "counts" (integers joined by spaces), or "csv" (in metrics.csv only, not in the tables).
+    """
+
+    header: str
+    fields: tuple[str, ...]
+    show: str = "number"
+    decimals: int = 3
+
+    def title(self, *, grain: str, ci: str, threshold: float) -> str:
+        return self.header.format(auc=auc_label(grain), n=COUNT_HEADER[grain], ci=ci, thr=threshold)
+
+    def cell(self, row: dict[str, Any]) -> str:
+        values = [row[f] for f in self.fields]
+        if self.show == "number":
+            return format_number(values[0], self.decimals)
+        if self.show == "interval":
+            return format_interval(*values, self.decimals)
+        if self.show == "n":
+            return f"{values[0]} ({values[1]}/{values[2]})"
+        if self.show == "counts":
+            return " ".join(str(v) for v in values)
+        raise ValueError(f"metric column {self.header!r} is not shown in tables (show={self.show!r})")
+
+
+# The per-trial metrics, in the order metrics.csv, the console and report.html list them. A new metric is one entry
+# here and one line in `_metrics` that computes it.
+METRIC_COLUMNS = (
+    MetricColumn("{n}", ("n", "n_real", "n_fake"), "n"),
+    MetricColumn("{auc}", ("auc",)),
+    MetricColumn("{ci}", ("auc_ci_low", "auc_ci_high"), "interval"),
+    MetricColumn("AP", ("average_precision",)),
+    MetricColumn("EER", ("eer",)),
+    MetricColumn("acc@{thr}", ("accuracy",)),
+    MetricColumn("precision@{thr}", ("precision",), "csv"),
+    MetricColumn("recall@{thr}", ("recall",), "csv"),
+    MetricColumn("F1@{thr}", ("f1",)),
+    MetricColumn("TN FP FN TP @{thr}", ("tn", "fp", "fn", "tp"), "counts"),
+    MetricColumn("Brier", ("brier",)),
+)
+# What a metric row is about, before its metrics (metrics.csv's first columns).
+METRIC_ID_COLUMNS = ("trial_id", "variant", "augmentation", "seed", "domain", "perturbation", "level", "auc_level")
+METRICS_COLUMNS = METRIC_ID_COLUMNS + tuple(f for column in METRIC_COLUMNS for f in column.fields)
+# The metrics at the threshold chosen on source val (trial rows: <field>_at_val_threshold).
+VAL_THRESHOLD_FIELDS = ("accuracy", "precision", "recall", "f1", "tn", "fp", "fn", "tp")
+
+
+def bootstrap_seed(cfg: ReportConfig, *key: Any) -> np.random.SeedSequence:
+    """A bootstrap seed per (trial, domain, ...) that does not depend on the order things are computed in."""
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    return np.random.SeedSequence([cfg.seed, int.from_bytes(digest[:8], "big")])
+
+
+def _grain_key(grain: str, *key: Any) -> tuple:
+    # Image-grain bootstrap seeds keep the key they had before grains existed, so their CIs do not move.
+    return key if grain == "image" else (*key, grain)
+
+
+def arm_name(variant: str, augmentation: str) -> str:
+    return f"{variant}/{augmentation}"
+
+
+@dataclass(frozen=True)
+class Group:
+    """One (trial, domain, split, perturbation, level, grain): its samples sorted by sample_id (for the video grain:
+    its videos, sorted by video_id, which stands in for sample_id), so nothing hangs on row order."""
+
+    sample_id: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+    video_id: np.ndarray | None = None  # frame grain only: the video of each frame
+
+
+# (trial_id, domain, split, perturbation, level, grain)
+GroupKey = tuple[str, str, str, str, int, str]
+
+
+@dataclass(frozen=True)
+class GroupedScores:
+    """A scores table split into groups, and each trial's variant, augmentation, seed and role."""
+
+    groups: dict[GroupKey, Group]
+    trials: dict[str, dict[str, Any]]
+
+
+_GROUP_KEYS = ("trial_id", "domain", "split", "perturbation", "level")
+
+
+def _videos(frames: Group, where: str) -> Group:
+    """Video grain from frame grain: one row per video_id, its score the mean of its frames' scores and its label the
+    one its frames share. Frames of one video that disagree on the label are a broken file: SchemaError naming it."""
+    vid, inv = np.unique(frames.video_id, return_inverse=True)
+    inv = inv.reshape(-1)
+    n = np.bincount(inv)
+    n_fake = np.bincount(inv, weights=frames.label).astype(np.int64)
+    bad = np.flatnonzero((n_fake > 0) & (n_fake < n))
+    if len(bad):
+        i = bad[0]
+        more = f"; {len(bad) - 1} more video(s) likewise" if len(bad) > 1 else ""
+        raise schema.SchemaError(f"video {vid[i]} ({where}): its frames disagree on the label ({n_fake[i]} fake, "
+                                 f"{n[i] - n_fake[i]} real), yet a video has one label{more}")
+    return Group(vid, (n_fake > 0).astype(np.int8), np.bincount(inv, weights=frames.score) / n)
+
+
+def group_scores(scores: pa.Table) -> GroupedScores:
+    """Split the scores table into groups in one sort, instead of one filter per group: still images (video_id "")
+    at the image grain, frames at the frame grain, and from the frames the videos at the video grain."""
+    frame = (pc.not_equal(scores.column("video_id"), "") if "video_id" in scores.column_names
+             else pa.array(np.zeros(scores.num_rows, bool)))
+    if "role" not in scores.column_names:
+        scores = scores.append_column("role", pa.array([""] * scores.num_rows, pa.string()))
+    t = scores.append_column("_frame", frame).sort_by([(k, "ascending") for k in (*_GROUP_KEYS, "_frame", "sample_id")])
+    cols = {k: t.column(k).to_numpy(zero_copy_only=False)
+            for k in (*_GROUP_KEYS, "_frame", "sample_id", "variant", "augmentation", "seed", "role")}
+    video_id = t.column("video_id").to_numpy(zero_copy_only=False) if cols["_frame"].any() else None
+    label = t.column("label").to_numpy().astype(np.int8)
+    score = t.column("score").to_numpy().astype(np.float64)
+    n = t.num_rows
+    change = np.zeros(n, bool)
+    change[:1] = True
+    for k in (*_GROUP_KEYS, "_frame"):
+        change[1:] |= cols[k][1:] != cols[k][:-1]
+    starts = np.flatnonzero(change)
+    groups, trials = {}, {}
+    for a, b in zip(starts, np.r_[starts[1:], n]):
+        trial = str(cols["trial_id"][a])
+        key = (trial, str(cols["domain"][a]), str(cols["split"][a]), str(cols["perturbation"][a]), int(cols["level"][a]))
+        if cols["_frame"][a]:
+            g = Group(cols["sample_id"][a:b], label[a:b], score[a:b], video_id[a:b])
+            groups[(*key, "frame")] = g
+            groups[(*key, "video")] = _videos(g, f"trial {key[0]}, {key[1]} {key[2]}, {key[3]} {key[4]}")
+        else:
+            groups[(*key, "image")] = Group(cols["sample_id"][a:b], label[a:b], score[a:b])
+        variant = str(cols["variant"][a])
+        trials.setdefault(trial, dict(variant=variant, augmentation=str(cols["augmentation"][a]),
+                                      seed=int(cols["seed"][a]), role=schema.role_of(variant, str(cols["role"][a]))))
+    return GroupedScores(groups, trials)
+
+
+def _mixed_warnings(data: GroupedScores) -> list[str]:
+    """Where one trial x domain x split holds both still images and video frames, say that they are kept apart."""
+    cells: dict[tuple[str, str], set[str]] = {}
+    for trial, domain, split, pert, level, grain in data.groups:
+        if grain == "image" and (trial, domain, split, pert, level, "frame") in data.groups:
+            cells.setdefault((domain, split), set()).add(trial)
+    return [f"{domain} {split}: {len(trials)} trial(s) hold both still images and video frames ({', '.join(sorted(trials))}): "
+            f"{auc_label('image')} on the stills, {auc_label('frame')} and {auc_label('video')} on the frames, "
+            "each apart, never pooled"
+            for (domain, split), trials in sorted(cells.items())]
+
+
+def _metrics(y: np.ndarray, s: np.ndarray, cfg: ReportConfig, seed_key: tuple) -> dict[str, Any]:
+    """Every metric of one group (the fields of METRIC_COLUMNS, and what the warnings need)."""
+    ci = stats.bootstrap_auc_ci(y, s, n_resamples=cfg.bootstrap_samples, confidence=cfg.ci_level,
+                                seed=bootstrap_seed(cfg, *seed_key))
+    cm = stats.confusion(y, s, threshold=cfg.threshold)
+    e = stats.eer(y, s)
+    return dict(n=len(y), n_real=ci.n_neg, n_fake=ci.n_pos, auc=ci.auc, auc_ci_low=ci.low, auc_ci_high=ci.high,
+                average_precision=stats.average_precision(y, s), eer=e.eer, eer_threshold=e.threshold,
+                accuracy=cm.accuracy, precision=cm.precision, recall=cm.recall, f1=cm.f1, threshold=cm.threshold,
+                tn=cm.tn, fp=cm.fp, fn=cm.fn, tp=cm.tp, predicts_one_class=cm.predicted_one_class,
+                predicted_fake_share=cm.predicted_fake_share, brier=stats.brier_score(y, s))
+
+
+def metric_rows(data: GroupedScores, cfg: ReportConfig) -> list[dict]:
+    """One row per trial x domain x perturbation x level x grain of the test split (metrics.csv, and the robustness
+    table)."""
+    rows = []
+    for (trial, domain, split, pert, level, grain), g in data.groups.items():
+        if split != "test":
+            continue
+        # The clean rows keep the seed key they always had, so their CIs do not move.
+        key = _grain_key(grain, *((trial, domain) if pert == perturbations.NONE else (trial, domain, pert, level)))
+        meta = data.trials[trial]
+        rows.append(dict(trial_id=trial, **meta, arm=arm_name(meta["variant"], meta["augmentation"]), domain=domain,
+                         perturbation=pert, level=level, auc_level=grain, **_metrics(g.label, g.score, cfg, key)))
+    rows.sort(key=lambda r: (GRAIN_ORDER[r["auc_level"]], r["domain"], r["variant"], r["augmentation"], r["seed"],
+                             r["trial_id"], perturbations.order_key(r["perturbation"], r["level"])))
+    return rows
+
+
+def _val_threshold(data: GroupedScores, trial: str, grain: str) -> tuple[float, str | None, int]:
+    """The threshold chosen on the trial's own clean source val split at the same grain (its EER point), or nan and
+    why not."""
+    g = data.groups.get((trial, "source", "val", perturbations.NONE, 0, grain))
+    if g is None:
+        if any(k[:5] == (trial, "source", "val", perturbations.NONE, 0) for k in data.groups):
+            return float("nan"), f"no {grain}-level source val rows for this trial", 0
+        return float("nan"), "no source val rows for this trial", 0
+    t = stats.eer(g.label, g.score).threshold
+    if math.isnan(t):
+        return t, "source val rows hold only one class", len(g.label)
+    return t, None, len(g.label)
+
+
+def per_trial(data: GroupedScores, metrics: list[dict]) -> list[dict]:
+    """The clean test rows, plus metrics at the threshold chosen on source val (what a deployed model would use)."""
+    rows = []
+    for m in metrics:
+        if m["perturbation"] != perturbations.NONE:
+            continue
+        r = {k: v for k, v in m.items() if k not in ("perturbation", "level")}
+        g = data.groups[m["trial_id"], m["domain"], "test", perturbations.NONE, m["level"], m["auc_level"]]
+        t, reason, n_val = _val_threshold(data, m["trial_id"], m["auc_level"])
+        r.update(val_threshold=t, val_threshold_reason=reason, val_threshold_n=n_val)
+        if reason is None:
+            cm = stats.confusion(g.label, g.score, threshold=t)
+            values = tuple(getattr(cm, f) for f in VAL_THRESHOLD_FIELDS)
+        else:
+            values = (None,) * len(VAL_THRESHOLD_FIELDS)
+        r.update({f"{f}_at_val_threshold": v for f, v in zip(VAL_THRESHOLD_FIELDS, values)})
+        r["sample_ids_hash"] = hashlib.sha256("\n".join(sorted(g.sample_id)).encode()).hexdigest()[:16]
+        rows.append(r)
+    return rows
+
+
+def _cell_order(grain: str, arm: str, domain: str) -> tuple:
+    return GRAIN_ORDER[grain], domain, arm
+
+
+def aggregate(trials: list[dict]) -> list[dict]:
+    """Mean ± sd across seeds per grain, arm and domain."""
+    out = []
+    cells = sorted({(t["auc_level"], t["arm"], t["domain"]) for t in trials}, key=lambda k: _cell_order(*k))
+    for grain, arm, domain in cells:
+        sub = [t for t in trials if (t["auc_level"], t["arm"], t["domain"]) == (grain, arm, domain)]
+        a, acc = stats.mean_sd([t["auc"] for t in sub]), stats.mean_sd([t["accuracy"] for t in sub])
+        out.append(dict(arm=arm, variant=sub[0]["variant"], augmentation=sub[0]["augmentation"], role=sub[0]["role"],
+                        domain=domain, auc_level=grain, metric=auc_label(grain), n_seeds=a.n,
+                        seeds=sorted(t["seed"] for t in sub), auc_mean=a.mean, auc_sd=a.sd, accuracy_mean=acc.mean,
+                        accuracy_sd=acc.sd, sd_ddof=a.ddof))
+    return out
+
+
+def _comparisons(trials: list[dict]) -> Iterator[tuple[str, str, str, str, dict[int, dict], dict[int, dict]]]:
+    """(grain, domain, candidate arm, baseline arm, baseline trials by seed, candidate trials by seed), in a stable
+    order; trials of one grain are only ever compared with trials of the same grain. Diagnostic arms are left out."""
+    for grain in sorted({t["auc_level"] for t in trials}, key=GRAIN_ORDER.get):
+        at = [t for t in trials if t["auc_level"] == grain]
+        arms = sorted({t["arm"] for t in at if t["role"] == CANDIDATE})
+        base_arms = sorted({t["arm"] for t in at if t["role"] == BASELINE})
+        for domain in sorted({t["domain"] for t in at}):
+            for base in base_arms:
+                b = {t["seed"]: t for t in at if t["arm"] == base and t["domain"] == domain}
+                for arm in arms:
+                    c = {t["seed"]: t for t in at if t["arm"] == arm and t["domain"] == domain}
+                    yield grain, domain, arm, base, b, c
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """Candidate and baseline scores on the samples both were scored on, joined on sample_id."""
+
+    y: np.ndarray
+    s_candidate: np.ndarray
+    s_baseline: np.ndarray
+    n_only_candidate: int
+    n_only_baseline: int
+    n_label_disagree: int
+
+
+def _pair(c: Group, b: Group) -> _Pair:
+    _, ic, ib = np.intersect1d(c.sample_id, b.sample_id, assume_unique=True, return_indices=True)
+    agree = c.label[ic] == b.label[ib]  # a sample's label is its own: a disagreement is a broken file, left out
+    ic, ib = ic[agree], ib[agree]
+    return _Pair(b.label[ib], c.score[ic], b.score[ib], len(c.sample_id) - len(agree), len(b.sample_id) - len(agree),
+                 int((~agree).sum()))
+
+
+def per_seed_tests(data: GroupedScores, trials: list[dict], cfg: ReportConfig) -> tuple[list[dict], dict[tuple, _Pair]]:
+    """Each candidate arm against each baseline arm of the same seed, per grain and domain, paired on sample_id (on
+    video_id at the video grain): DeLong's one-sided test and the paired bootstrap CI of ΔAUC. Also returns the joined
+    scores, which the across-seed bootstrap resamples."""
+    out, pairs = [], {}
+    for grain, domain, arm, base, b, c in _comparisons(trials):
+        for seed in sorted(set(b) & set(c)):
+            ct, bt = c[seed]["trial_id"], b[seed]["trial_id"]
+            p = _pair(data.groups[ct, domain, "test", perturbations.NONE, 0, grain],
+                      data.groups[bt, domain, "test", perturbations.NONE, 0, grain])
+            pairs[grain, domain, arm, base, seed] = p
+            dl = stats.delong_test(p.y, p.s_candidate, p.s_baseline)
+            pb = stats.paired_bootstrap_auc_diff(p.y, p.s_candidate, p.s_baseline, n_resamples=cfg.bootstrap_samples,
+                                                 confidence=cfg.ci_level,
+                                                 seed=bootstrap_seed(cfg, *_grain_key(grain, "paired", ct, bt, domain)))
+            out.append(dict(domain=domain, seed=seed, candidate=arm, baseline=base, candidate_trial=ct, baseline_trial=bt,
+                            auc_level=grain, metric=auc_label(grain), n_paired=len(p.y), n_real=dl.n_neg, n_fake=dl.n_pos,
+                            n_only_candidate=p.n_only_candidate, n_only_baseline=p.n_only_baseline,
+                            n_label_disagree=p.n_label_disagree, auc_candidate=dl.auc_candidate,
+                            auc_baseline=dl.auc_baseline, diff=dl.diff, delong_z=dl.z, delong_se=dl.se,
+                            delong_p=dl.p_value, delong_alternative=dl.alternative, diff_ci_low=pb.low,
+                            diff_ci_high=pb.high, diff_ci_level=pb.confidence, prob_positive=pb.prob_positive,
+                            prob_positive_is="bootstrap probability (share of paired resamples with ΔAUC > 0), not a p-value"))
+    return out, pairs
+
+
+def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: ReportConfig) -> list[dict]:
+    """Each candidate arm against each baseline arm, paired by seed, per grain and domain: one-tailed paired t-test
+    (H1: candidate > baseline), its Holm adjustment over the candidate arms of the domain at that grain (a family
+    never mixes grains), Wilcoxon (enough seeds only) and the hierarchical bootstrap CI of the mean ΔAUC (seeds, then
+    samples)."""
+    out = []
+    for grain, domain, arm, base, b, c in _comparisons(trials):
+        seeds = sorted(set(b) & set(c))
+        cand, basel = [c[s]["auc"] for s in seeds], [b[s]["auc"] for s in seeds]
+        res = stats.paired_t_greater(cand, basel)
+        w = stats.wilcoxon_greater(cand, basel)
+        joined = [pairs[grain, domain, arm, base, s] for s in seeds]
+        hb = stats.hierarchical_bootstrap_mean_diff([(p.y, p.s_candidate, p.s_baseline) for p in joined],
+                                                    n_resamples=cfg.bootstrap_samples, confidence=cfg.ci_level,
+                                                    seed=bootstrap_seed(cfg, *_grain_key(grain, "hierarchical", domain,
+                                                                                         arm, base)))
+        unpaired = [s for s in seeds if c[s]["sample_ids_hash"] != b[s]["sample_ids_hash"]]
+        out.append(dict(domain=domain, candidate=arm, baseline=base, auc_level=grain, metric=auc_label(grain),
+                        test="one-tailed paired t-test across seeds", alternative=res.alternative,
+                        seeds=seeds, n_pairs=res.n_pairs, mean_diff=res.mean_diff, t=res.t, df=res.df,
+                        p_value=res.p_value, samples_differ_for_seeds=unpaired,
+                        wilcoxon_statistic=w.statistic, wilcoxon_p=w.p_value, wilcoxon_reason=w.reason,
+                        hier_mean_diff=hb.mean_diff, hier_ci_low=hb.low, hier_ci_high=hb.high,
+                        hier_ci_level=hb.confidence))
+    for family_key in {(t["auc_level"], t["domain"]) for t in out}:
+        family = [t for t in out if (t["auc_level"], t["domain"]) == family_key]
+        for t, p in zip(family, stats.holm([t["p_value"] for t in family])):
+            t["p_holm"] = p
+            t["holm_family"] = len(family)
+    return out
+
+
+def robustness(metrics: list[dict], cfg: ReportConfig) -> list[dict]:
+    """AUC and accuracy against perturbation level, per grain, arm and domain, across seeds; empty when nothing is
+    perturbed."""
+    out = []
+    cells: dict[tuple, list[dict]] = {}
+    for m in metrics:
+        if m["perturbation"] != perturbations.NONE:
+            cells.setdefault((m["auc_level"], m["domain"], m["arm"], m["perturbation"], m["level"]), []).append(m)
+    order = lambda kv: (GRAIN_ORDER[kv[0][0]], *kv[0][1:3], perturbations.order_key(*kv[0][3:]))  # noqa: E731
+    for (grain, domain, arm, pert, level), sub in sorted(cells.items(), key=order):
+        a = stats.mean_band([m["auc"] for m in sub], confidence=cfg.ci_level)
+        acc = stats.mean_band([m["accuracy"] for m in sub], confidence=cfg.ci_level)
+        out.append(dict(domain=domain, arm=arm, variant=sub[0]["variant"], augmentation=sub[0]["augmentation"],
+                        perturbation=pert, level=level, auc_level=grain, metric=auc_label(grain), n_seeds=a.n,
+                        seeds=sorted(m["seed"] for m in sub), auc_mean=a.mean, auc_sd=a.sd, auc_band_low=a.low,
+                        auc_band_high=a.high, accuracy_mean=acc.mean, accuracy_sd=acc.sd, accuracy_band_low=acc.low,
+                        accuracy_band_high=acc.high, threshold=cfg.threshold, band_level=cfg.ci_level, sd_ddof=a.ddof))
+    return out
+
+
+def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], seed_tests: list[dict],
+                 cfg: ReportConfig) -> list[str]:
+    """Validity warnings; each one about an AUC names its grain (image-grain warnings read as before grains existed)."""
+    warns = []
+    for t in trials:
+        if t["predicts_one_class"]:
+            called = "fake" if t["tp"] + t["fp"] else "real"
+            warns.append(f"{t['trial_id']} calls every {t['domain']} test {GRAIN_UNIT[t['auc_level']]} {called} at "
+                         f"threshold {t['threshold']}: its accuracy says nothing about ranking "
+                         f"({auc_label(t['auc_level'])} {t['auc']:.3f})")
+    for t in trials:
+        share = t["predicted_fake_share"]
+        dominant = max(share, 1 - share) >= DOMINANT_SHARE
+        if t["auc"] >= CALIBRATION_MIN_AUC and t["accuracy"] <= CALIBRATION_MAX_ACCURACY and dominant:
+            called, frac = ("fake", share) if share >= 0.5 else ("real", 1 - share)
+            at_val = (f"no source-val threshold ({t['val_threshold_reason']})" if t["val_threshold_reason"] else
+                      f"at the source-val threshold {t['val_threshold']:.3f} accuracy is {t['accuracy_at_val_threshold']:.3f}")
+            warns.append(f"{t['trial_id']} on {t['domain']}: ranking fine, calibration off — {auc_label(t['auc_level'])} "
+                         f"{t['auc']:.3f} but accuracy {t['accuracy']:.3f} at threshold {t['threshold']}, "
+                         f"{frac:.0%} of {GRAIN_UNIT[t['auc_level']]}s called {called}; {at_val}")
+    warns += _shortcut_warnings(aggregates)
+    no_val = sorted({t["trial_id"] for t in trials if t["val_threshold_reason"] is not None})
+    if no_val:
+        warns.append(f"no source-val threshold for {', '.join(no_val)}: their *_at_val_threshold fields are empty")
+    few = {}  # seeds do not depend on the grain: one warning per arm and domain
+    for a in aggregates:
+        if a["n_seeds"] < 3:
+            few.setdefault((a["arm"], a["domain"]), a["n_seeds"])
+    for (arm, domain), n in few.items():
+        warns.append(f"{arm} on {domain} has {n} seed(s): fewer than 3, the across-seed test is weak or undefined")
+    for t in tests:
+        if t["samples_differ_for_seeds"]:
+            unit = GRAIN_UNIT[t["auc_level"]]
+            same = [s for s in seed_tests if s["seed"] in t["samples_differ_for_seeds"]
+                    and (s["auc_level"], s["domain"], s["candidate"], s["baseline"])
+                    == (t["auc_level"], t["domain"], t["candidate"], t["baseline"])]
+            detail = "; ".join(f"seed {s['seed']}: {s['n_paired']} paired, {s['n_only_candidate']} only in "
+                               f"{t['candidate']}, {s['n_only_baseline']} only in {t['baseline']}" for s in same)
+            of_grain = "" if t["auc_level"] == "image" else f" of {t['metric']}"
+            warns.append(f"{t['candidate']} and {t['baseline']} were scored on different {unit}s for seeds "
+                         f"{t['samples_differ_for_seeds']} on {t['domain']}: paired tests{of_grain} use the common "
+                         f"{unit}s only ({detail})")
+    for s in seed_tests:
+        if s["n_label_disagree"]:
+            of_grain = "" if s["auc_level"] == "image" else f" of {s['metric']}"
+            warns.append(f"{s['candidate_trial']} and {s['baseline_trial']} on {s['domain']} disagree on the label of "
+                         f"{s['n_label_disagree']} {GRAIN_UNIT[s['auc_level']]}(s): left out of the paired tests{of_grain}")
+    for t in trials:
+        if t["auc_ci_high"] - t["auc_ci_low"] > 0.2:
+            warns.append(f"{t['trial_id']} on {t['domain']}: {auc_label(t['auc_level'])} CI [{t['auc_ci_low']:.3f}, "
+                         f"{t['auc_ci_high']:.3f}] is wider than 0.2: too few test {GRAIN_UNIT[t['auc_level']]}s to "
+                         "conclude much")
+    cells = sorted({(s["auc_level"], s["domain"]) for s in seed_tests}, key=lambda k: (GRAIN_ORDER[k[0]], k[1]))
+    for grain, domain in cells:
+        sub = [s for s in seed_tests if (s["auc_level"], s["domain"]) == (grain, domain)]
+        wide = [s for s in sub
+                if s["diff_ci_low"] < 0 < s["diff_ci_high"] and s["diff_ci_high"] - s["diff_ci_low"] > WIDE_DIFF_CI]
+        if wide:
+            which = ", ".join(f"{s['candidate']} vs {s['baseline']} seed {s['seed']}" for s in wide)
+            warns.append(f"{domain}: the paired-bootstrap {cfg.ci_level:.0%} CI of Δ {auc_label(grain)} contains 0 "
+                         f"and is wider than {WIDE_DIFF_CI} for {len(wide)} of {len(sub)} per-seed comparisons ({which}): "
+                         "CIs too wide to conclude per seed")
+    return warns
+
+
+def _shortcut_warnings(aggregates: list[dict]) -> list[str]:
+    """The data carry a shortcut when a diagnostic arm is strong in-domain or beats a baseline on the target (per
+    grain)."""
+    out = []
+    for grain in sorted({a["auc_level"] for a in aggregates}, key=GRAIN_ORDER.get):
+        label = auc_label(grain)
+        at = [a for a in aggregates if a["auc_level"] == grain]
+        bases = {arm: {a["domain"]: a for a in at if a["arm"] == arm} for arm in sorted({a["arm"] for a in at if
+                                                                                        a["role"] == BASELINE})}
+        for arm in sorted({a["arm"] for a in at if a["role"] == DIAGNOSTIC}):
+            diag = {a["domain"]: a for a in at if a["arm"] == arm}
+            if "source" in diag and diag["source"]["auc_mean"] >= DIAGNOSTIC_IN_DOMAIN_AUC:
+                out.append(f"shortcut: the diagnostic arm {arm} (a shortcut check, not a detector) reaches {label} "
+                           f"{diag['source']['auc_mean']:.3f} on the source test: the fakes carry a cue a detector can "
+                           "learn instead of the manipulation")
+            for base, by_domain in bases.items():
+                if ("target" in diag and "target" in by_domain
+                        and diag["target"]["auc_mean"] > by_domain["target"]["auc_mean"]
+                        and diag["target"]["auc_mean"] >= DIAGNOSTIC_TARGET_MIN_AUC):
+                    out.append(f"shortcut: the diagnostic arm {arm} beats the baseline {base} on the target ({label} "
+                               f"{diag['target']['auc_mean']:.3f} vs {by_domain['target']['auc_mean']:.3f}): the "
+                               "target's fakes differ by something simpler than the manipulation")
+    return out
+
+
+def _manifest_counts(run: schema.RunDir) -> dict[str, Any]:
+    if not run.manifest.exists():
+        return {}
+    m = run.manifest.read_parquet(columns=["domain", "label", "status", "split"])
+    counts: dict[str, Any] = {"inputs": m.num_rows, "by_status": {}, "crops_by_domain_split_label": {}}
+    for r in m.group_by(["status"]).aggregate([("status", "count")]).to_pylist():
+        counts["by_status"][r["status"]] = r["status_count"]
+    ok = m.filter(pc.equal(m.column("status"), schema.STATUS_OK))
+    for r in ok.group_by(["domain", "split", "label"]).aggregate([("label", "count")]).sort_by(
+            [("domain", "ascending"), ("split", "ascending"), ("label", "ascending")]).to_pylist():
+        counts["crops_by_domain_split_label"][f"{r['domain']}/{r['split']}/{schema.LABELS[r['label']]}"] = r["label_count"]
+    return counts
+
+
+def _run_config(run: schema.RunDir) -> dict[str, Any]:
+    return yaml.safe_load(run.config.read_text()) if run.config.exists() else {}
+
+
+@contextmanager
+def timed(timings: dict[str, float] | None, step: str) -> Iterator[None]:
+    """Add the seconds the block takes to timings[step] (when timings is given)."""
+    start = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - start
+
+
+def _grains_present(grains: set[str]) -> list[str]:
+    """The grains in GRAINS order; an empty run counts as image grain, as every run did before grains existed."""
+    return sorted(grains, key=GRAIN_ORDER.get) or ["image"]
+
+
+def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
+                  timings: dict[str, float] | None = None, data: GroupedScores | None = None) -> dict[str, Any]:
+    """Everything the report shows, as plain data; the same files give the same summary.
+
+    `timings`, when given, receives the seconds each step took (kept out of the summary, which must not vary).
+    `data`, when given, is group_scores of the run's scores (so a caller that needs them too groups them once).
+    """
+    run = schema.RunDir(run_dir)
+    run_cfg = _run_config(run)
+    if cfg is None:
+        cfg = config_from_dict({"report": run_cfg["report"]} if "report" in run_cfg else {}).report
+    if data is None:
+        with timed(timings, "load"):
+            data = group_scores(collect_scores(run.scores))
+    with timed(timings, "per_trial"):
+        metrics = metric_rows(data, cfg)
+        trials = per_trial(data, metrics)
+    with timed(timings, "per_seed_tests"):
+        seed_tests, pairs = per_seed_tests(data, trials, cfg)
+    with timed(timings, "across_seed"):
+        aggs = aggregate(trials)
+        tests = across_seed_tests(trials, pairs, cfg)
+    with timed(timings, "robustness"):
+        robust = robustness(metrics, cfg)
+    ci = f"{cfg.ci_level:.0%}"
+    grains = _grains_present({m["auc_level"] for m in metrics} or {k[-1] for k in data.groups})
+    return dict(
+        dfsweep_version=__version__,
+        run_dir=str(run.root),
+        auc_level=grains[0],  # the primary grain (kept from when there was only one)
+        auc_levels=grains,
+        statistics=dict(
+            auc_levels={g: GRAIN_MEANING[g] for g in grains},
+            levels_apart=("every row names its auc_level; levels are computed, tested and shown apart, never pooled: "
+                          "Holm families are per domain and level, video-level pairs join on video_id"),
+            ci=f"{ci} stratified percentile bootstrap, B={cfg.bootstrap_samples}, seed={cfg.seed}",
+            sd="sample standard deviation across seeds (ddof=1)",
+            test="one-tailed paired t-test across seeds, H1: candidate AUC > baseline AUC, df = seeds - 1",
+            threshold=cfg.threshold, alpha=cfg.alpha,
+            per_trial=(f"average_precision: step-wise (no interpolation); eer: equal error rate, interpolated on the ROC, "
+                       f"eer_threshold its score; f1 and the confusion counts at threshold {cfg.threshold}; brier: mean "
+                       "squared error of the probability of fake against the 0/1 label (lower is better)"),
+            val_threshold=("the EER threshold of the trial's own clean source val scores; *_at_val_threshold are test "
+                           "metrics at it (a score >= threshold is called fake)"),
+            per_seed=(f"each candidate vs the baseline of the same seed, paired on sample_id: DeLong's one-sided z-test "
+                      f"(H1: candidate AUC > baseline AUC) and a {ci} paired stratified percentile bootstrap CI of ΔAUC, "
+                      f"B={cfg.bootstrap_samples}; prob_positive is a bootstrap probability, not a p-value"),
+            across_seeds=(f"p_holm: Holm-adjusted t-test p over the candidate arms of a domain; Wilcoxon signed-rank, "
+                          f"one-sided, only with >= 6 seeds; hierarchical bootstrap (seeds, then fakes and reals) "
+                          f"{ci} CI of the mean ΔAUC, B={cfg.bootstrap_samples}"),
+            robustness=(f"test rows with a perturbation; mean across seeds with a {ci} band, "
+                        f"mean ± t_(1+level)/2,n-1 · sd / sqrt(n); accuracy at threshold {cfg.threshold}"),
+        ),
+        config=run_cfg,
+        counts=_manifest_counts(run),
+        trials=trials,
+        aggregate=aggs,
+        tests=tests,
+        per_seed_tests=seed_tests,
+        robustness=robust,
+        metrics=metrics,
+        warnings=_mixed_warnings(data) + warnings_for(trials, aggs, tests, seed_tests, cfg),
+    )
+
+
+# The figures' data, computed once from the same grouping (plots.py draws these and computes nothing of its own).
+
+
+@dataclass(frozen=True)
+class CleanGroup:
+    """One clean test group of one trial and domain at one grain."""
+
+    trial_id: str
+    arm: str
+    seed: int
+    domain: str
+    grain: str
+    group: Group
+
+
+def clean_test_groups(data: GroupedScores, grains: tuple[str, ...] = GRAINS) -> list[CleanGroup]:
+    """Every clean test group at the given grains, ordered by grain, domain, arm, seed, trial."""
+    out = [CleanGroup(trial, arm_name(data.trials[trial]["variant"], data.trials[trial]["augmentation"]),
+                     data.trials[trial]["seed"], domain, grain, g)
+           for (trial, domain, split, pert, _, grain), g in data.groups.items()
+           if split == "test" and pert == perturbations.NONE and grain in grains]
+    out.sort(key=lambda x: (GRAIN_ORDER[x.grain], x.domain, x.arm, x.seed, x.trial_id))
+    return out
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    trial_id: str
+    arm: str
+    seed: int
+    domain: str
+    grain: str
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+    auc: float
+
+
+@dataclass(frozen=True)
+class ScoreDistribution:
+    """Scores of the real and of the fake test samples of one arm and domain at one grain, pooled over its seeds."""
+
+    arm: str
+    domain: str
+    grain: str
+    seeds: tuple[int, ...]
+    real: np.ndarray  # sorted
+    fake: np.ndarray  # sorted
+
+
+@dataclass(frozen=True)
+class ConfusionCell:
+    """Confusion counts of one arm and domain at one grain, summed over its seeds, at the report threshold."""
+
+    arm: str
+    domain: str
+    grain: str
+    threshold: float
+    seeds: tuple[int, ...]
+    tn: int
+    fp: int
+    fn: int
+    tp: int
+
+
+@dataclass(frozen=True)
+class ErrorSample:
+    """A misclassified test sample and its worst error over the seeds of one arm."""
+
+    sample_id: str
+    trial_id: str
+    seed: int
+    domain: str
+    label: int
+    score: float
+    error: float
+
+
+@dataclass(frozen=True)
+class FigureData:
+    """Everything the figures draw beyond the summary itself."""
+
+    rocs: tuple[RocCurve, ...]
+    distributions: tuple[ScoreDistribution, ...]
+    confusion: tuple[ConfusionCell, ...]
+    top_errors: Mapping[str, tuple[ErrorSample, ...]]  # per arm, most confident first, at most k
+    arms: tuple[str, ...]  # every arm of the run, sorted
+    threshold: float  # of the errors and the confusion counts
+    k: int  # errors kept per arm
+
+
+def roc_curves(groups: list[CleanGroup]) -> list[RocCurve]:
+    """One ROC per trial, domain and grain, with its AUC; groups lacking a class are left out."""
+    out = []
+    for x in groups:
+        g = x.group
+        if g.label.all() or not g.label.any():
+            continue
+        fpr, tpr, thr = stats.roc_curve(g.label, g.score)
+        out.append(RocCurve(x.trial_id, x.arm, x.seed, x.domain, x.grain, fpr, tpr, thr, stats.auc(g.label, g.score)))
+    return out
+
+
+def score_distributions(groups: list[CleanGroup]) -> list[ScoreDistribution]:
+    """Scores of real and of fake test samples per grain, arm and domain, pooled over the arm's seeds (at the video
+    grain, the videos' mean scores)."""
+    cells: dict[tuple[str, str, str], list[CleanGroup]] = {}
+    for x in groups:
+        cells.setdefault((x.grain, x.arm, x.domain), []).append(x)
+    out = []
+    for (grain, arm, domain), sub in sorted(cells.items(), key=lambda kv: _cell_order(*kv[0])):
+        score = np.concatenate([x.group.score for x in sub])
+        label = np.concatenate([x.group.label for x in sub])
+        out.append(ScoreDistribution(arm, domain, grain, tuple(sorted(x.seed for x in sub)),
+                                     np.sort(score[label == 0]), np.sort(score[label == 1])))
+    return out
+
+
+def confusion_data(summary: dict[str, Any]) -> list[ConfusionCell]:
+    """Confusion counts at the report threshold per grain, arm and domain, summed over the arm's seeds (test split,
+    clean)."""
+    cells: dict[tuple[str, str, str], list[dict]] = {}
+    for t in summary["trials"]:
+        cells.setdefault((t["auc_level"], t["arm"], t["domain"]), []).append(t)
+    return [ConfusionCell(arm, domain, grain, summary["statistics"]["threshold"], tuple(sorted(t["seed"] for t in sub)),
+                          *(int(sum(t[k] for t in sub)) for k in ("tn", "fp", "fn", "tp")))
+            for (grain, arm, domain), sub in sorted(cells.items(), key=lambda kv: _cell_order(*kv[0]))]
+
+
+def top_errors(groups: list[CleanGroup], arm: str, *, k: int = CONTACT_SHEET_K,
+               threshold: float = 0.5) -> list[ErrorSample]:
+    """The k misclassified test samples (clean; a score >= threshold is called fake) with the largest |score - label|,
+    pooled over the trials of one arm. A sample wrong in several seeds counts once, with its worst error (ties: the
+    first trial_id); ties between samples go to the smaller sample_id, so the list does not depend on row order.
+    Samples are images and frames (each has a crop to show), not videos."""
+    worst: dict[str, ErrorSample] = {}
+    for x in groups:
+        if x.arm != arm or x.grain not in ("image", "frame"):
+            continue
+        g = x.group
+        wrong = np.flatnonzero((g.score >= threshold) != (g.label == 1))
+        err = np.abs(g.score - g.label)
+        for i in wrong:
+            sid, e = str(g.sample_id[i]), float(err[i])
+            cur = worst.get(sid)
+            if cur is None or (-e, x.trial_id) < (-cur.error, cur.trial_id):
+                worst[sid] = ErrorSample(sid, x.trial_id, x.seed, x.domain, int(g.label[i]), float(g.score[i]), e)
+    return sorted(worst.values(), key=lambda r: (-r.error, r.sample_id))[:k]
+
+
+def figure_data(data: GroupedScores, summary: dict[str, Any], *, k: int = CONTACT_SHEET_K) -> FigureData:
+    """The figures' data from the grouped scores (clean test groups, taken once) and the summary (its threshold and
+    trial rows)."""
+    threshold = summary["statistics"]["threshold"]
+    groups = clean_test_groups(data)
+    arms = tuple(sorted({arm_name(m["variant"], m["augmentation"]) for m in data.trials.values()}))
+    return FigureData(tuple(roc_curves(groups)), tuple(score_distributions(groups)), tuple(confusion_data(summary)),
+                      {arm: tuple(top_errors(groups, arm, k=k, threshold=threshold)) for arm in arms}, arms, threshold,
+                      k)
+
+
+# Two runs side by side: `dfsweep report RUN_B --compare RUN_A`.
+
+
+def _arm_aucs(run: schema.RunDir) -> tuple[dict[tuple[str, str, str], dict[int, float]], dict[tuple[str, str], str]]:
+    """AUC per (grain, arm, domain) and seed on the clean test split, and a hash of each (grain, domain)'s test
+    sample_ids (video_ids at the video grain)."""
+    cells: dict[tuple[str, str, str], dict[int, float]] = {}
+    ids: dict[tuple[str, str], set[str]] = {}
+    for x in clean_test_groups(group_scores(collect_scores(run.scores))):
+        cells.setdefault((x.grain, x.arm, x.domain), {})[x.seed] = stats.auc(x.group.label, x.group.score)
+        ids.setdefault((x.grain, x.domain), set()).update(x.group.sample_id.tolist())
+    return cells, {k: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest()[:16] for k, v in ids.items()}
+
+
+def compare_runs(a: str | Path, b: str | Path) -> dict[str, Any]:
+    """Mean ± sd (ddof=1) of the AUC across seeds per grain, arm and domain in run A and in run B, and B - A; a grain
+    is only ever compared with the same grain.
+
+    Computed from each run's scores/ (not its summary.json, which may be stale). The difference is of means, not a
+    test: the runs need not share seeds or samples, and a warning says when their test samples differ.
+    """
+    run_a, run_b = schema.RunDir(a), schema.RunDir(b)
+    (cells_a, ids_a), (cells_b, ids_b) = _arm_aucs(run_a), _arm_aucs(run_b)
+    grains = _grains_present({k[0] for k in (*cells_a, *cells_b)})
+    several = len(grains) > 1
+    rows, warns = [], []
+    for grain, arm, domain in sorted(set(cells_a) | set(cells_b), key=lambda k: _cell_order(*k)):
+        row: dict[str, Any] = dict(arm=arm, domain=domain, auc_level=grain, metric=auc_label(grain))
+        for side, cells in (("a", cells_a), ("b", cells_b)):
+            by_seed = cells.get((grain, arm, domain), {})
+            ms = stats.mean_sd([by_seed[s] for s in sorted(by_seed)])
+            row.update({f"{side}_auc_mean": ms.mean if ms.n else None, f"{side}_auc_sd": ms.sd if ms.n else None,
+                        f"{side}_n_seeds": ms.n, f"{side}_seeds": sorted(by_seed)})
+        both = row["a_n_seeds"] and row["b_n_seeds"]
+        row["diff"] = row["b_auc_mean"] - row["a_auc_mean"] if both else None
+        if not both:
+            warns.append(f"{arm} on {domain} is only in run {'A' if row['a_n_seeds'] else 'B'}"
+                         + (f" ({auc_label(grain)})" if several else ""))
+        rows.append(row)
+    for key in sorted(set(ids_a) & set(ids_b), key=lambda k: (GRAIN_ORDER[k[0]], k[1])):
+        if ids_a[key] != ids_b[key]:
+            unit = GRAIN_UNIT[key[0]]
+            warns.append(f"{key[1]}: the runs were scored on different test {unit}s"
+                         + (f" ({auc_label(key[0])})" if several else "") + ": the difference mixes models and data")
+    return dict(metric=auc_label(grains[0]), auc_level=grains[0], auc_levels=grains, a=str(run_a.root),
+                b=str(run_b.root), split="test, clean",
+                difference="mean AUC of B - mean AUC of A at the same level (a difference of means across seeds, not a test)",
+                sd="sample standard deviation across seeds (ddof=1)", rows=rows, warnings=warns)

@@ -1,0 +1,176 @@
+"""The summary's tables as text: title, column headers, rows of formatted cells and a caption, built once for both the
+console (console.py) and report.html (html.py), which only draw them.
+
+The per-trial metric columns come from summary.METRIC_COLUMNS, the perturbation levels' meaning from the
+perturbations registry; with several grains every table is drawn once per grain and its title names the grain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dfsweep.verdict.labels import (GRAIN_UNIT, auc_label, confidence_text, format_interval, format_mean_sd,
+                                    format_number, grain_title, grains_of, levels_text, perturbation_axes,
+                                    verdict_text)
+from dfsweep.verdict.summary import METRIC_COLUMNS, VAL_THRESHOLD_FIELDS
+
+ROBUSTNESS_TITLE = "Robustness"
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """One table, every cell already a string."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    text_columns: int = 1  # the first columns hold text (left-aligned), the rest numbers (right-aligned)
+    caption: str = ""
+    empty: str = ""  # what report.html says when there are no rows; without it an empty table is left out
+
+
+def _rows_of_grain(rows: list[dict], grain: str) -> list[dict]:
+    return [r for r in rows if r["auc_level"] == grain]
+
+
+def _versus(r: dict) -> str:
+    return f"{r['candidate']} vs {r['baseline']}"
+
+
+def per_trial_tables(summary: dict[str, Any]) -> list[TextTable]:
+    st, grains = summary["statistics"], grains_of(summary)
+    shown = [c for c in METRIC_COLUMNS if c.show != "csv"]
+    ci = f"{confidence_text(st)} CI"
+    out = []
+    for grain in grains:
+        headers = tuple(c.title(grain=grain, ci=ci, threshold=st["threshold"]) for c in shown)
+        rows = tuple((r["trial_id"], r["domain"], *(c.cell(r) for c in shown)) for r in _rows_of_grain(summary["trials"], grain))
+        out.append(TextTable(grain_title("Per trial (test split, clean)", grain, grains), ("trial", "domain", *headers),
+                             rows, 2, f"CI: {st['ci']}. {st['per_trial']}."))
+    return out
+
+
+def val_threshold_tables(summary: dict[str, Any]) -> list[TextTable]:
+    st, grains = summary["statistics"], grains_of(summary)
+    out = []
+    for grain in grains:
+        rows = []
+        for r in _rows_of_grain(summary["trials"], grain):
+            if r["val_threshold_reason"] is not None:
+                rows.append((r["trial_id"], r["domain"], f"— ({r['val_threshold_reason']})", *("—",) * 5))
+                continue
+            at = {f: r[f"{f}_at_val_threshold"] for f in VAL_THRESHOLD_FIELDS}
+            rows.append((r["trial_id"], r["domain"], format_number(r["val_threshold"]),
+                         *(format_number(at[f]) for f in ("accuracy", "precision", "recall", "f1")),
+                         " ".join(str(at[f]) for f in ("tn", "fp", "fn", "tp"))))
+        out.append(TextTable(
+            grain_title("Per trial at the threshold chosen on source val (its EER point), test split, clean", grain,
+                        grains),
+            ("trial", "domain", "val threshold", "accuracy", "precision", "recall", "F1", "TN FP FN TP"), tuple(rows), 2,
+            f"{st['val_threshold']}."))
+    return out
+
+
+def aggregate_tables(summary: dict[str, Any]) -> list[TextTable]:
+    st, grains = summary["statistics"], grains_of(summary)
+    return [TextTable(grain_title("Across seeds: mean ± sd (ddof=1)", grain, grains),
+                      ("variant/augmentation", "role", "domain", "seeds", auc_label(grain), f"accuracy@{st['threshold']}"),
+                      tuple((r["arm"], r.get("role", ""), r["domain"], f"{r['n_seeds']} {r['seeds']}",
+                             format_mean_sd(r["auc_mean"], r["auc_sd"]),
+                             format_mean_sd(r["accuracy_mean"], r["accuracy_sd"]))
+                            for r in _rows_of_grain(summary["aggregate"], grain)), 3, st["sd"])
+            for grain in grains]
+
+
+def per_seed_tables(summary: dict[str, Any]) -> list[TextTable]:
+    st, out = summary["statistics"], []
+    for grain in grains_of(summary):
+        join = "video_id" if grain == "video" else "sample_id"
+        out.append(TextTable(
+            f"Per seed: candidate vs baseline on the same {GRAIN_UNIT[grain]}s (joined on {join}), Δ {auc_label(grain)}",
+            ("domain", "seed", "candidate vs baseline", "paired n", "Δ", "DeLong z", "DeLong p (one-sided)",
+             "paired bootstrap CI of Δ", "P_boot(Δ>0)"),
+            tuple((r["domain"], str(r["seed"]), _versus(r), str(r["n_paired"]), format_number(r["diff"], 4),
+                   format_number(r["delong_z"], 2), format_number(r["delong_p"], 4),
+                   format_interval(r["diff_ci_low"], r["diff_ci_high"], 4), format_number(r["prob_positive"]))
+                  for r in _rows_of_grain(summary["per_seed_tests"], grain)), 3,
+            f"{st['per_seed']}. P_boot(Δ>0): share of paired bootstrap resamples with Δ > 0 — a bootstrap probability, "
+            "not a p-value."))
+    return out
+
+
+def t_test_tables(summary: dict[str, Any]) -> list[TextTable]:
+    st, grains = summary["statistics"], grains_of(summary)
+    at_grain = "" if len(grains) == 1 else " at this level"
+    return [TextTable(
+        f"Is the candidate better than the baseline? one-tailed paired t-test across seeds (H1: Δ {auc_label(grain)} > 0)",
+        ("domain", "candidate vs baseline", "pairs", "mean Δ", "t", "df", "p (one-sided)", "p Holm", "verdict (Holm)"),
+        tuple((r["domain"], _versus(r), str(r["n_pairs"]), format_number(r["mean_diff"], 4), format_number(r["t"]),
+               str(r["df"]), format_number(r["p_value"], 4), format_number(r.get("p_holm"), 4),
+               verdict_text(r.get("p_holm"), st["alpha"])) for r in _rows_of_grain(summary["tests"], grain)), 2,
+        f"p Holm: adjusted over the candidate arms of a domain{at_grain}; the verdict uses it. {st['test']}.")
+        for grain in grains]
+
+
+def more_views_tables(summary: dict[str, Any]) -> list[TextTable]:
+    st = summary["statistics"]
+    out = []
+    for grain in grains_of(summary):
+        rows = []
+        for r in _rows_of_grain(summary["tests"], grain):
+            wp = (format_number(r["wilcoxon_p"], 4) if r["wilcoxon_reason"] is None
+                  else f"not run: {r['wilcoxon_reason']}")
+            rows.append((r["domain"], _versus(r), format_number(r["wilcoxon_statistic"], 1), wp,
+                         f"{format_number(r['hier_mean_diff'], 4)} "
+                         f"{format_interval(r['hier_ci_low'], r['hier_ci_high'], 4)}"))
+        out.append(TextTable(f"Across seeds, two more views of the mean Δ {auc_label(grain)}",
+                             ("domain", "candidate vs baseline", "Wilcoxon W", "Wilcoxon p (one-sided)",
+                              f"hierarchical bootstrap CI of the mean Δ (seeds, then {GRAIN_UNIT[grain]}s)"),
+                             tuple(rows), 2, f"{st['across_seeds']}."))
+    return out
+
+
+def robustness_tables(summary: dict[str, Any]) -> list[TextTable]:
+    st, rows = summary["statistics"], summary["robustness"]
+    if not rows:
+        return [TextTable(ROBUSTNESS_TITLE, (), (), empty="no perturbed test rows in this run")]
+    caption = f"{st['robustness']}. {levels_text(perturbation_axes(rows))}."
+    out = []
+    for grain in grains_of(summary):
+        auc = auc_label(grain)
+        out.append(TextTable(
+            f"{ROBUSTNESS_TITLE}: {auc} and accuracy@{st['threshold']} against perturbation, mean across seeds "
+            f"[{confidence_text(st)} t band]",
+            ("domain", "variant/augmentation", "perturbation", "level", "seeds", auc, f"accuracy@{st['threshold']}"),
+            tuple((r["domain"], r["arm"], r["perturbation"], str(r["level"]), str(r["n_seeds"]),
+                   f"{format_number(r['auc_mean'])} {format_interval(r['auc_band_low'], r['auc_band_high'])}",
+                   f"{format_number(r['accuracy_mean'])} "
+                   f"{format_interval(r['accuracy_band_low'], r['accuracy_band_high'])}")
+                  for r in _rows_of_grain(rows, grain)), 3, caption))
+    return out
+
+
+def report_tables(summary: dict[str, Any]) -> list[TextTable]:
+    """Every table of the report, in the order the console and report.html show them."""
+    return [*per_trial_tables(summary), *val_threshold_tables(summary), *aggregate_tables(summary),
+            *per_seed_tables(summary), *t_test_tables(summary), *more_views_tables(summary),
+            *robustness_tables(summary)]
+
+
+def comparison_tables(cmp: dict[str, Any]) -> list[TextTable]:
+    """compare_runs' result, one table per grain."""
+
+    def cell(r: dict, side: str) -> str:
+        if not r[f"{side}_n_seeds"]:
+            return "—"
+        return f"{format_mean_sd(r[f'{side}_auc_mean'], r[f'{side}_auc_sd'])} ({r[f'{side}_n_seeds']} seeds)"
+
+    out = []
+    for grain in cmp.get("auc_levels") or [cmp["auc_level"]]:
+        rows = tuple((r["arm"], r["domain"], cell(r, "a"), cell(r, "b"), "—" if r["diff"] is None else f"{r['diff']:+.3f}")
+                     for r in cmp["rows"] if r.get("auc_level", grain) == grain)
+        out.append(TextTable(f"{auc_label(grain)}, {cmp['split']}: mean ± sd (ddof=1) across seeds",
+                             ("variant/augmentation", "domain", "A", "B", "Δ (B − A)"), rows, 2,
+                             f"A = {cmp['a']}\nB = {cmp['b']}"))
+    return out
