@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 from rich.console import Console
 
 from dfsweep import schema
-from dfsweep.config import Config, ConfigError, config_to_dict, load_config, with_overrides
-from dfsweep.storage import StorageError, check_cluster_storage
+from dfsweep.config import Config, ConfigError
+from dfsweep.orchestrator.run import RunError, attach, resolve_config
+from dfsweep.storage import StorageError
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # silences TensorFlow's oneDNN banner
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,29 +31,6 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _absolute_paths(cfg: Config) -> Config:
-    """Relative paths are taken from the working directory here, once: trials run in other directories (and nodes)."""
-    def absolute(p: str) -> str | None:
-        return str(Path(p).expanduser().resolve()) if p else None
-    cfg = with_overrides(cfg, "prepare", source=absolute(cfg.prepare.source), target=absolute(cfg.prepare.target))
-    if cfg.train.weights not in ("imagenet", "none"):
-        cfg = with_overrides(cfg, "train", weights=absolute(cfg.train.weights))
-    return cfg
-
-
-def _refuse_changed_config(run: schema.RunDir, cfg: Config) -> None:
-    """Results made under one prepare/train config must not be mixed with another's in the same run directory."""
-    if not run.config.exists() or not (run.crops_done.exists() or any(run.scores.glob("*.parquet"))):
-        return
-    saved = yaml.safe_load(run.config.read_text()) or {}
-    new = config_to_dict(cfg)
-    changed = [f"{sec}.{k}" for sec in ("prepare", "train") for k, v in new[sec].items()
-               if saved.get(sec, {}).get(k, v) != v]
-    if changed:
-        _fail(f"{run.root} holds results made with a different config ({', '.join(changed)} changed); "
-              "use a new run directory, or delete this one")
-
-
 def _open_run(run_dir: str) -> schema.RunDir:
     try:
         return schema.RunDir(run_dir)
@@ -64,48 +41,18 @@ def _open_run(run_dir: str) -> schema.RunDir:
 def _resolve_config(run: schema.RunDir, config: Optional[Path], source: Optional[Path], target: Optional[Path],
                     sweep_overrides: dict | None = None, **prepare_overrides) -> Config:
     """--config, else the run's saved config.yaml, else defaults; command-line options override; saved to the run."""
+    prepare = dict(prepare_overrides, source=str(source) if source else None, target=str(target) if target else None)
     try:
-        cfg = load_config(config if config else (run.config if run.config.exists() else None))
-        cfg = with_overrides(cfg, "prepare", source=str(source) if source else None, target=str(target) if target else None,
-                             **prepare_overrides)
-        cfg = with_overrides(cfg, "sweep", **(sweep_overrides or {}))
-        cfg = _absolute_paths(cfg)
-    except ConfigError as exc:
+        return resolve_config(run, config, {"prepare": prepare, "sweep": sweep_overrides or {}})
+    except RunError as exc:
         _fail(str(exc))
-    except OSError as exc:  # storage that cannot be reached (no such bucket, no credentials, no network)
-        _fail(f"cannot read {run.root}: {exc}")
-    _refuse_changed_config(run, cfg)
-    try:
-        run.root.mkdir()
-        run.config.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    except OSError as exc:
-        _fail(f"cannot write to {run.root}: {exc}")
-    return cfg
 
 
 def _attach(address: Optional[str], run: schema.RunDir, shared_storage: bool, gpus_asked: bool,
             lazy: bool = False) -> None:
-    """Start or join Ray, print its dashboard, and refuse storage the cluster's other machines cannot reach.
-
-    lazy: leave a local Ray to be started when there is work for it (a fresh local Ray is one machine: nothing to
-    check); attach now only to a cluster (--address, RAY_ADDRESS) or a Ray already running in this process.
-    """
-    import ray
-
-    from dfsweep.cluster import dashboard_url, ensure_ray
-
-    if lazy and not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized()):
-        return
-    url = dashboard_url(ensure_ray(address))
-    if url:
-        console.print(f"Ray dashboard: [link={url}]{url}[/link]")
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus and not gpus_asked:
-        console.print(f"[yellow]note:[/] the cluster has {gpus:g} GPU(s) but this run asks for none: trials and MTCNN "
-                      "actors run on CPUs (--gpus-per-trial, --gpus-per-worker)")
     try:
-        check_cluster_storage(run.root, ray.nodes(), shared=shared_storage)
-    except StorageError as exc:
+        attach(address, run, shared_storage=shared_storage, gpus_asked=gpus_asked, lazy=lazy, log=console.print)
+    except RunError as exc:
         _fail(str(exc))
 
 
@@ -162,15 +109,14 @@ def prepare(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source
             shared_storage: bool = SharedOpt,
             force: bool = typer.Option(False, help="Redo face cropping even if the run's crops are complete.")) -> None:
     """Scan both datasets into manifest.parquet and crop faces with MTCNN on Ray Data into crops/*.parquet."""
-    from dfsweep.data_pipeline.pipeline import prepare as run_prepare
-    from dfsweep.data_pipeline.scan import DatasetError
+    from dfsweep.orchestrator.run import prepare as run_prepare
 
     run = _open_run(run_dir)
     cfg = _resolve_config(run, config, source, target, **_prepare_overrides(layout, workers, gpus_per_worker))
     _attach(address, run, shared_storage, gpus_asked=cfg.prepare.gpus_per_face_worker > 0, lazy=True)
     try:
-        acc = run_prepare(cfg.prepare, run, force=force, log=console.print)
-    except DatasetError as exc:
+        acc = run_prepare(cfg, run, force=force, log=console.print)
+    except RunError as exc:
         _fail(str(exc))
     _print_accounting(acc)
 
@@ -189,10 +135,8 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
                                          "the datasets are not rescanned once the crops are complete."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned trials and exit.")) -> None:
     """The whole job: prepare (if its crops are missing) -> Ray Tune sweep -> report. Re-running resumes."""
-    from dfsweep.data_pipeline.pipeline import prepare as run_prepare
-    from dfsweep.data_pipeline.scan import DatasetError
-    from dfsweep.orchestrator.report import report
-    from dfsweep.orchestrator.sweep import plan_trials, run_sweep
+    from dfsweep.orchestrator.run import run_all
+    from dfsweep.orchestrator.sweep import plan_trials
 
     run_ = _open_run(run_dir)
     if resume and (config or source or target or layout or workers is not None or gpus_per_worker is not None
@@ -212,8 +156,6 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
     if dry_run:
         from rich.table import Table
 
-        from dfsweep.trainables.data import perturbation_levels
-
         table = Table(title="planned trials")
         for col in ("trial", "variant", "augmentation", "seed", "CPU", "GPU"):
             table.add_column(col)
@@ -221,22 +163,16 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
             table.add_row(t["trial_id"], t["variant"], t["augmentation"], str(t["seed"]), f"{cfg.sweep.cpus_per_trial:g}",
                           f"{cfg.sweep.gpus_per_trial:g}")
         console.print(table)
-        levels = ", ".join(f"{p} {lv}" for p, lv in perturbation_levels(cfg.train)) or "none"
+        levels = ", ".join(f"{p} {lv}" for p, lv in cfg.train.perturbation_levels()) or "none"
         console.print(f"degraded test sets (made once, scored by every trial): {levels}; frozen-backbone features "
                       f"{'cached and shared' if cfg.sweep.share_work else 'recomputed by every trial'}")
         return
     _attach(address, run_, shared_storage,
             gpus_asked=cfg.prepare.gpus_per_face_worker > 0 or cfg.sweep.gpus_per_trial > 0)
-    if resume and run_.crops_done.exists():
-        console.print(f"resuming: crops are complete in {run_.crops}; the datasets are not rescanned")
-    else:
-        try:
-            acc = run_prepare(cfg.prepare, run_, log=console.print)
-        except DatasetError as exc:
-            _fail(str(exc))
-        _print_accounting(acc)
-    run_sweep(cfg, run_, log=console.print)
-    report(run_.root, cfg.report, console)
+    try:
+        run_all(cfg, run_, resume=resume, log=console.print, console=console, on_prepared=_print_accounting)
+    except RunError as exc:
+        _fail(str(exc))
     console.print(f"summary: {run_.summary}")
 
 
@@ -280,8 +216,8 @@ def report_cmd(run_dir: str = RunDirArg,
                                                   help="Where --compare writes its JSON (default: ./compare.json).")) -> None:
     """Rebuild the report from RUN_DIR/scores alone (no Ray, no TensorFlow): rich tables, summary.json, metrics.csv,
     figures/ and a self-contained report.html."""
-    from dfsweep.orchestrator.report import COMPARE_JSON, REPORT_HTML, report
-    from dfsweep.orchestrator.report import compare as compare_runs
+    from dfsweep.verdict.report import COMPARE_JSON, REPORT_HTML, report
+    from dfsweep.verdict.report import compare as compare_runs
 
     runs = [_open_run(run_dir)] + ([_open_run(compare)] if compare is not None else [])
     for r in runs:

@@ -45,7 +45,7 @@ RAY_ENV = "export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0;"
 TINY = {
     "prepare": {"crop_size_px": 80, "min_face_px": 40, "face_workers": 2},
     "train": {"input_size_px": 71, "head_epochs": 2, "finetune_epochs": 1, "batch_size": 8,
-              "test_jpeg_qualities": [], "test_blur_kernels_px": [], "export_model": False},
+              "test_perturbations": {"jpeg": [], "blur": [], "noise": []}, "export_model": False},
     "sweep": {"variants": ["v1", "v2"], "seeds": [1], "cpus_per_trial": 1},
     "report": {"bootstrap_samples": 200},
 }

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from dfsweep.data_pipeline.faces import FaceCropper, decode_png_rgb, detect_face, load_mtcnn
+from dfsweep.crops import decode_png_rgb
+from dfsweep.data_pipeline.faces import FaceCropper, detect_face, load_mtcnn
 
 
 @pytest.fixture(scope="module")

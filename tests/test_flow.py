@@ -29,7 +29,7 @@ def flow(tmp_path_factory, tiny_demo, weights_file, ray_session):
         "prepare": {"source": str(demo / "source"), "target": str(demo / "target"), "crop_size_px": 80,
                     "min_face_px": 40, "face_workers": 2},
         "train": {"input_size_px": 71, "weights": str(weights_file), "head_epochs": 2, "finetune_epochs": 1,
-                  "batch_size": 8, "test_jpeg_qualities": [40], "test_blur_kernels_px": [5]},
+                  "batch_size": 8, "test_perturbations": {"jpeg": [40], "blur": [5], "noise": [10]}},
         "sweep": {"seeds": [5], "cpus_per_trial": 1},
         "report": {"bootstrap_samples": 200},
     }
@@ -62,7 +62,7 @@ def test_crops_parquet_reads_back_against_the_schema(flow):
     manifest = pq.read_table(run.manifest).to_pylist()
     ok = {r["sample_id"]: r for r in manifest if r["status"] == "ok"}
     assert sorted(crops.column("sample_id").to_pylist()) == sorted(ok)
-    from dfsweep.data_pipeline.faces import decode_png_rgb
+    from dfsweep.crops import decode_png_rgb
 
     for row in crops.slice(0, 5).to_pylist():
         assert decode_png_rgb(row["image"]).shape == (80, 80, 3)
@@ -81,13 +81,16 @@ def test_sweep_writes_one_score_file_per_trial(flow):
     for t in tables.values():
         clean = t.filter(pc.equal(t.column("perturbation"), "none"))
         assert sorted(clean.column("sample_id").to_pylist()) == expected  # V1 and V2 pair on the same samples
-        for pert, level in (("jpeg", 40), ("blur", 5)):
+        for pert, level in (("jpeg", 40), ("blur", 5), ("noise", 10)):
             sub = t.filter(pc.and_(pc.equal(t.column("perturbation"), pert), pc.equal(t.column("level"), level)))
             assert sorted(sub.column("sample_id").to_pylist()) == test_ids  # every test sample, degraded
         s = t.column("score").to_numpy()
         assert np.all((s >= 0) & (s <= 1))
         assert set(t.column("split").to_pylist()) == {"val", "test"} and "adapt" not in t.column("split").to_pylist()
-    assert len(list(run.root.glob("degraded/*/*.parquet"))) == 2  # made once by the sweep, shared by both trials
+    roles = {f: set(t.column("role").to_pylist()) for f, t in tables.items()}
+    assert roles == {"cue-none-s5.parquet": {"diagnostic"}, "v1-none-s5.parquet": {"baseline"},
+                     "v2-paper-s5.parquet": {"candidate"}}  # every row says what its variant is for
+    assert len(list(run.root.glob("degraded/*/*.parquet"))) == 3  # made once by the sweep, shared by both trials
 
 
 def test_trials_report_per_epoch_metrics_to_tune(flow):
@@ -150,6 +153,10 @@ def test_each_trial_exports_its_selected_model(flow):
         meta = json.loads((run.models / f"{tid}.json").read_text())
         assert Path(run.models / f"{tid}.keras").stat().st_size > 1e7
         assert meta["input_size_px"] == 71 and meta["pixel_range"] == "xception" and meta["trial_id"] == tid
+        # The crops' contract travels with the model: predict makes its crops the way prepare made these.
+        assert meta["crop"] == dict(crop_size_px=80, face_margin=0.3, min_face_px=40, min_face_prob=0.9,
+                                    face_policy="most_confident", video_frames=8)
+        assert meta["role"] == {"v1-none-s5": "baseline", "v2-paper-s5": "candidate"}[tid]
 
 
 def test_predict_a_folder_with_a_real_a_fake_and_no_face(flow, tiny_demo, tmp_path):
@@ -158,7 +165,7 @@ def test_predict_a_folder_with_a_real_a_fake_and_no_face(flow, tiny_demo, tmp_pa
     import cv2
 
     from dfsweep.orchestrator.predict import choose_model
-    from dfsweep.orchestrator.stats import auc
+    from dfsweep.verdict.stats import auc
 
     run, _, _ = flow
     demo, _ = tiny_demo

@@ -79,13 +79,13 @@ def test_killed_driver_resumes_only_unfinished_trials(crops, weights_file, ray_s
     from typer.testing import CliRunner
 
     from dfsweep.cli import app
-    from dfsweep.orchestrator.collect import collect_scores
+    from dfsweep.verdict.scores import collect_scores
 
     run = copy_crops(crops, tmp_path / "driver")
     cfg_dict = {
         "prepare": PREPARED(crops.data),
         "train": {"input_size_px": 71, "weights": str(weights_file), "head_epochs": 3, "finetune_epochs": 1,
-                  "batch_size": 8, "test_jpeg_qualities": [], "test_blur_kernels_px": [], "export_model": False},
+                  "batch_size": 8, "test_perturbations": {"jpeg": [], "blur": [], "noise": []}, "export_model": False},
         "sweep": {"variants": ["v1", "v2"], "seeds": [4], "cpus_per_trial": 1, "max_concurrent_trials": 1},
         "report": {"bootstrap_samples": 200},
     }

@@ -20,8 +20,8 @@ import yaml
 from rich.console import Console
 
 from dfsweep import schema
-from dfsweep.orchestrator.collect import collect_scores
-from dfsweep.orchestrator.report import report
+from dfsweep.verdict.scores import collect_scores
+from dfsweep.verdict.report import report
 
 pytestmark = [pytest.mark.ray, pytest.mark.tf, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def s3_run(tiny_demo, weights_file, s3_server, tmp_path_factory):
         "prepare": {"source": str(demo / "source"), "target": str(demo / "target"), "crop_size_px": 80,
                     "face_workers": 2},
         "train": {"input_size_px": 71, "weights": str(weights_file), "head_epochs": 2, "finetune_epochs": 1,
-                  "batch_size": 8, "test_jpeg_qualities": [40], "test_blur_kernels_px": []},
+                  "batch_size": 8, "test_perturbations": {"jpeg": [40], "blur": [], "noise": []}},
         "sweep": {"variants": ["v1", "v2"], "seeds": [3], "cpus_per_trial": 1},
         "report": {"bootstrap_samples": 200},
     }

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from dfsweep import schema
+from dfsweep.crops import encode_png
 from dfsweep.storage import Location, parse
 
 MAX_DETECT_SIDE_PX = 1600  # larger images are downscaled for detection, so memory stays bounded
-FACE_POLICIES = ("most_confident", "largest")
 
 # What a detection part file holds: the crop columns plus the outcome of every processed sample.
 PART = pa.schema(list(schema.CROPS) + [pa.field("status", pa.string()), pa.field("reason", pa.string())])
@@ -160,18 +160,6 @@ def square_crop(bgr: np.ndarray, box: np.ndarray, margin: float, size_px: int) -
         bgr = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     crop = bgr[top + pad: top + pad + s, left + pad: left + pad + s]
     return cv2.resize(crop, (size_px, size_px), interpolation=cv2.INTER_LINEAR)
-
-
-def encode_png(bgr: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", bgr)
-    if not ok:  # pragma: no cover - OpenCV encodes any uint8 3-channel image
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def decode_png_rgb(data: bytes) -> np.ndarray:
-    """A crop's PNG bytes as RGB uint8 (H, W, 3)."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
 
 
 class FaceCropper:

@@ -12,12 +12,14 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dfsweep import schema
 from dfsweep.config import PrepareConfig
+from dfsweep.crops import read_crops, write_shards
 from dfsweep.data_pipeline.faces import INPUT_COLUMNS, OUTCOME_COLUMNS, FaceCropper
 from dfsweep.data_pipeline.leakage import find_near_duplicates
 from dfsweep.data_pipeline.scan import DatasetError, build_manifest
@@ -27,7 +29,6 @@ from dfsweep.storage import Location
 REQUIRED_SPLITS = ("source/train", "source/val", "source/test", "target/test")
 # The settings that change a crop; the detection cache is keyed by them.
 CROP_SETTINGS = ("crop_size_px", "face_margin", "min_face_px", "min_face_prob", "face_policy")
-SHARD_ROWS = 512  # crops per output shard
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,6 @@ def read_manifest(run: schema.RunDir) -> pa.Table:
     return schema.validate_table(run.manifest.read_parquet(), schema.MANIFEST, str(run.manifest))
 
 
-def read_crops(run: schema.RunDir, columns: list[str] | None = None) -> pa.Table:
-    if not run.crops_done.exists():
-        raise FileNotFoundError(f"no complete crops in {run.crops}; run `dfsweep prepare` first")
-    table = run.crops.read_parquet(columns=columns)
-    return table if columns else schema.validate_table(table, schema.CROPS, str(run.crops))
-
-
 def accounting(manifest: pa.Table, crops_rows: int, detected_now: int = 0) -> Accounting:
     status = Counter(manifest.column("status").to_pylist())
     ok = manifest.filter(pc.equal(manifest.column("status"), schema.STATUS_OK))
@@ -74,6 +68,12 @@ def check_usable(manifest: pa.Table) -> None:
         rejects = Counter(manifest.column("status").to_pylist())
         raise DatasetError(f"after face detection these splits lack a class: {', '.join(short)}; "
                            f"statuses of all files: {dict(rejects)}")
+
+
+def crop_settings(cfg: PrepareConfig) -> dict:
+    """What a model trained on these crops needs to make its own (schema.MODEL_CARD_CROP_KEYS); written beside the
+    crops as crops/_SETTINGS.json, read by the trials into their model cards."""
+    return {k: asdict(cfg)[k] for k in schema.MODEL_CARD_CROP_KEYS}
 
 
 def _settings_key(cfg: PrepareConfig) -> str:
@@ -135,32 +135,16 @@ def _write_crops(parts_dir: Location, keep: dict[str, str], out: Location) -> in
 
     out/ counts as complete only once the caller writes its _DONE marker: readers refuse it before that.
     """
-    out.rmtree()
-    out.mkdir()
     by_part: dict[str, list[str]] = {}
     for sid, part in keep.items():
         by_part.setdefault(part, []).append(sid)
-    buffer: list[pa.Table] = []
-    buffered = shards = written = 0
-    columns = schema.CROPS.names
 
-    def flush() -> None:
-        nonlocal buffer, buffered, shards
-        if buffer:
-            (out / f"shard-{shards:05d}.parquet").write_parquet(pa.concat_tables(buffer))
-            shards, buffer, buffered = shards + 1, [], 0
+    def kept() -> Iterator[pa.Table]:
+        for part in sorted(by_part):
+            table = (parts_dir / part).read_parquet(columns=schema.CROPS.names)
+            yield table.filter(pc.is_in(table.column("sample_id"), pa.array(by_part[part])))
 
-    for part in sorted(by_part):
-        table = (parts_dir / part).read_parquet(columns=columns)
-        table = table.filter(pc.is_in(table.column("sample_id"), pa.array(by_part[part])))
-        table = schema.validate_table(table, schema.CROPS, part).select(columns)
-        buffer.append(table)
-        buffered += table.num_rows
-        written += table.num_rows
-        if buffered >= SHARD_ROWS:
-            flush()
-    flush()
-    return written
+    return write_shards(kept(), out)
 
 
 def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=print) -> Accounting:
@@ -171,6 +155,8 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
     if not force and run.crops_done.exists() and run.crops_done.read_text().strip() == signature:
         final = read_manifest(run)
         log(f"crops already complete in {run.crops} for these files and settings (use --force to redo)")
+        if not run.crop_settings.exists():  # crops made before the settings were written beside them
+            run.crop_settings.write_text(json.dumps(crop_settings(cfg), indent=2) + "\n")
         check_usable(final)
         return accounting(final, read_crops(run, columns=["sample_id"]).num_rows)
 
@@ -220,6 +206,7 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
     acc = accounting(manifest, n_crops, detected_now=todo.num_rows)
     if not acc.balanced:
         raise RuntimeError(f"accounting does not add up: {acc}")  # a bug, never a data problem
+    run.crop_settings.write_text(json.dumps(crop_settings(cfg), indent=2) + "\n")
     run.crops_done.write_text(signature + "\n")
     check_usable(manifest)
     return acc
