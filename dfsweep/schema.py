@@ -1,4 +1,4 @@
-"""Every file format that stages exchange: manifest, crops, degraded sets, feature cache, scores, model card.
+"""Every file format that stages exchange: manifest, crops, feature cache, scores, model card.
 
 Every writer builds its table against one of these schemas and every reader checks it with `validate_table`,
 so a stage can be re-run from the files of the stage before it and a broken file fails loudly, by name.
@@ -25,6 +25,7 @@ STATUS_UNREADABLE = "unreadable"
 STATUS_NO_FACE = "no_face"
 STATUS_TOO_SMALL = "too_small"
 STATUS_DUPLICATE = "duplicate"  # same bytes as another input
+STATUS_LABEL_CONFLICT = "label_conflict"  # same bytes as an input of the other label: no copy is used
 STATUS_NEAR_DUPLICATE = "near_duplicate"  # a crop within a few dHash bits of one in another split or domain
 
 MANIFEST = pa.schema([
@@ -60,21 +61,9 @@ CROPS = pa.schema([
     ("frame_index", pa.int32()),
 ])
 
-# degraded/<key>/<perturbation>-<level>.parquet: the test crops under one perturbation level, at the input size.
-DEGRADED = pa.schema([
-    ("sample_id", pa.string()),
-    ("dataset", pa.string()),
-    ("video_id", pa.string()),
-    ("domain", pa.string()),
-    ("split", pa.string()),
-    ("label", pa.int8()),
-    ("image", pa.binary()),  # PNG, RGB, input_size_px square
-    ("perturbation", pa.string()),  # a key of perturbations.PERTURBATIONS
-    ("level", pa.int32()),
-])
-
-# features/<key>/<set>.npz: frozen-backbone embeddings, row i belongs to sample_id[i] (the set's order).
-FEATURES_NPZ_KEYS = ("features", "sample_id")  # (n, 2048) float32, (n,) str
+# features/<key>/<set>.npy + <set>.ids.parquet: frozen-backbone embeddings, a float32 (n, 2048) .npy written batch by
+# batch (row i is sample i of the set) and the set's sample_ids in that order, so a trial reads rows as it needs them.
+FEATURE_IDS = pa.schema([("sample_id", pa.string())])
 
 SCORES = pa.schema([
     ("trial_id", pa.string()),
@@ -178,7 +167,6 @@ class RunDir:
         self.crops = self.root / "crops"
         self.crops_done = self.crops / "_DONE"
         self.crop_settings = self.crops / "_SETTINGS.json"  # prepare's crop settings, copied into model cards
-        self.degraded = self.root / "degraded"  # the test crops under JPEG and blur, keyed by crops and input size
         self.scores = self.root / "scores"
         self.models = self.root / "models"
         self.tune = self.root / "tune"

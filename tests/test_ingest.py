@@ -114,7 +114,7 @@ def test_file_system_kinds_are_rows_with_reasons(tmp_path):
     (root / "fake" / "clip.gif").write_bytes(b"GIF89a")
     rows = {Path(r["path"]).name: r for r in scan_dataset(root, "d", "source")}
     expect = {"out.png": "symlink_outside", "in.png": "pending", "dangling.png": "unreadable", "fifo.jpg": "not_a_file",
-              "\\xff\\xfe.png": "bad_filename", "empty.png": "unreadable", "clip.gif": "unsupported"}
+              "\\xff\\xfe.png": "pending", "empty.png": "unreadable", "clip.gif": "unsupported"}
     for name, status in expect.items():
         assert rows[name]["status"] == status, (name, rows[name])
         assert status == "pending" or rows[name]["reason"]
@@ -196,3 +196,107 @@ def test_video_frame_crop(cropper, tmp_path):
     assert cropper.crop_one(str(path), frame_index=60)["status"] == "unreadable"
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
     assert cropper.crop_one(str(tmp_path / "junk.mp4"), frame_index=0)["status"] == "unreadable"
+
+
+def _motion_photo_tail(tmp_path: Path) -> bytes:
+    """What a phone's "motion photo" appends after the JPEG's end marker: a short MP4 clip."""
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for i in range(5):
+        writer.write(np.full((64, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize("tail", ["motion_photo", "random"])
+def test_jpeg_with_bytes_after_its_end_marker_is_used(cropper, tmp_path, tail, progressive):
+    ok, jpeg = cv2.imencode(".jpg", ASTRONAUT[:, :, ::-1], [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])
+    extra = _motion_photo_tail(tmp_path) if tail == "motion_photo" else np.random.default_rng(1).bytes(5000)
+    assert not extra.endswith(b"\xff\xd9")
+    path = tmp_path / "appended.jpg"
+    path.write_bytes(jpeg.tobytes() + extra)
+    row = cropper.crop_one(str(path))
+    assert row["status"] == "ok" and row["reason"] == "", row["reason"]
+    bgr, _ = decode_image(path.read_bytes())
+    assert np.array_equal(bgr, cv2.imdecode(jpeg, cv2.IMREAD_COLOR))  # the JPEG's own pixels, the tail ignored
+
+
+def test_jpegs_cut_short_stay_truncated(cropper, tmp_path):
+    # Cut mid-scan (baseline and progressive), cut inside the header, and cut after an EXIF thumbnail whose own
+    # end marker sits inside the header: none of them has the image's end-of-image marker.
+    ok, base = cv2.imencode(".jpg", ASTRONAUT[:, :, ::-1])
+    ok, prog = cv2.imencode(".jpg", ASTRONAUT[:, :, ::-1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    thumb_path = _save(Image.fromarray(ASTRONAUT), tmp_path / "thumb.jpg",
+                       exif=_exif_with_thumbnail(), quality=90)
+    thumbed = Path(thumb_path).read_bytes()
+    assert thumbed.index(b"\xff\xd9") < len(thumbed) // 4  # the thumbnail's end marker, early in the file
+    cases = {"mid_scan.jpg": base.tobytes()[: len(base) // 2], "progressive.jpg": prog.tobytes()[: len(prog) * 3 // 4],
+             "header.jpg": base.tobytes()[:200], "thumbnail.jpg": thumbed[: len(thumbed) * 2 // 3],
+             "no_eoi.jpg": base.tobytes()[:-2]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        row = cropper.crop_one(str(tmp_path / name))
+        assert row["status"] == "truncated" and "end-of-image" in row["reason"], (name, row["status"], row["reason"])
+
+
+def _exif_with_thumbnail() -> bytes:
+    """EXIF bytes holding a small JPEG thumbnail (IFD1 with JPEGInterchangeFormat), as cameras write them."""
+    import struct
+
+    ok, thumb = cv2.imencode(".jpg", cv2.resize(ASTRONAUT[:, :, ::-1], (64, 64)))
+    thumb = thumb.tobytes()
+    # TIFF header, IFD0 with no entries pointing to IFD1, IFD1 with the thumbnail's offset and length.
+    ifd0 = struct.pack("<H", 0) + struct.pack("<I", 8 + 6)
+    ifd1_entries = [(0x0201, 4, 1, 8 + 6 + 2 + 2 * 12 + 4), (0x0202, 4, 1, len(thumb))]
+    ifd1 = struct.pack("<H", len(ifd1_entries)) + b"".join(struct.pack("<HHII", *e) for e in ifd1_entries)
+    ifd1 += struct.pack("<I", 0)
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd0 + ifd1 + thumb
+
+
+def test_escaped_paths_are_reversible():
+    from dfsweep.data_pipeline.paths import escape_path, unescape_path
+
+    names = [b"plain.png", "caf\u00e9.png".encode(), b"caf\xe9.png", b"\xff\xfe.png", b"back\\slash.png",
+             b"\\x41.png", b"A.png", b"\\\xff.png", b"dir/\xc3(/x.png"]
+    shown = [escape_path(os.fsdecode(n)) for n in names]
+    assert shown[:5] == ["plain.png", "caf\u00e9.png", "caf\\xe9.png", "\\xff\\xfe.png", "back\\\\slash.png"]
+    assert len(set(shown)) == len(names)  # a literal "\\x41" and an "A" never meet
+    for name, text in zip(names, shown):
+        text.encode("utf-8")  # storable in a pyarrow string column
+        assert os.fsencode(unescape_path(text)) == name
+        assert escape_path(name) == text  # bytes give the same form as their surrogate-escaped str
+
+
+def test_file_names_that_are_not_utf8_are_read_and_shown_escaped(cropper, tmp_path):
+    import pyarrow as pa
+
+    from dfsweep import schema
+
+    root = tmp_path / "data"
+    for cls in ("real", "fake"):
+        (root / cls).mkdir(parents=True)
+    cv2.imwrite(str(root / "real" / "ok.png"), ASTRONAUT[:, :, ::-1])
+    fake = os.fsencode(root / "fake")
+    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(ASTRONAUT[:, ::-1, ::-1]))
+    with open(os.path.join(fake, b"caf\xe9.jpg"), "wb") as fh:  # Latin-1 e-acute: not UTF-8
+        fh.write(jpeg.tobytes())
+    with open(os.path.join(fake, b"\xff back\\slash.png"), "wb") as fh:
+        fh.write(cv2.imencode(".png", cv2.resize(ASTRONAUT[:, :, ::-1], (400, 400)))[1].tobytes())
+    video = os.path.join(fake, b"clip\xe9.avi")
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
+    for i in range(4):
+        writer.write(np.ascontiguousarray(np.roll(cv2.resize(ASTRONAUT[:, :, ::-1], (256, 256)), 5 * i, axis=1)))
+    writer.release()
+    os.rename(tmp_path / "clip.avi", video)
+
+    rows = scan_dataset(root, "d", "source", video_frames=2)
+    shown = {r["path"]: r for r in rows}
+    base = str(root / "fake")
+    for name in ("caf\\xe9.jpg", "\\xff back\\\\slash.png", "clip\\xe9.avi"):
+        assert f"{base}/{name}" in shown, sorted(shown)
+    assert [r["status"] for r in rows] == ["pending"] * 5 and not any(r["reason"] for r in rows)
+    assert sum(r["path"].endswith("clip\\xe9.avi") for r in rows) == 2  # two frames of the video
+    table = pa.Table.from_pylist(rows, schema=schema.MANIFEST)  # a pyarrow string column takes every path
+    out = cropper(table).to_pylist()  # the crop step opens each file from its manifest form
+    assert {o["path"]: o["status"] for o in out} == {r["path"]: "ok" for r in rows}

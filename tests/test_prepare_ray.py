@@ -75,6 +75,19 @@ def test_rerun_detects_only_what_changed(ray_session, demo_copy, tmp_path):
     assert third.detected_now == 1 and third.inputs == first.inputs + 1
     crops = pq.read_table(run.crops, columns=["sample_id"]).column("sample_id").to_pylist()
     assert len(crops) == len(set(crops)) == third.crops
+    # Another split seed: every detection comes from the cache, and each crop carries this manifest's split
+    # (not the one it had when it was detected).
+    reseeded = prepare(_cfg(demo_copy, split_seed=5), run, log=lambda *a: None)
+    assert reseeded.detected_now == 0 and reseeded.crops == third.crops
+    _assert_crops_follow_the_manifest(run)
+
+
+def _assert_crops_follow_the_manifest(run: schema.RunDir) -> None:
+    manifest = {r["sample_id"]: r for r in pq.read_table(run.manifest).to_pylist() if r["status"] == "ok"}
+    crops = pq.read_table(run.crops, columns=["sample_id", "dataset", "domain", "label", "split", "path"]).to_pylist()
+    assert sorted(c["sample_id"] for c in crops) == sorted(manifest)
+    for c in crops:
+        assert c == {k: manifest[c["sample_id"]][k] for k in c}, c
 
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(ray_session, demo_copy, tmp_path):
@@ -124,3 +137,70 @@ def test_video_frames_become_crops_with_their_video_id(ray_session, demo_copy, t
     for video in {c["video_id"] for c in frames}:
         assert len({c["split"] for c in frames if c["video_id"] == video}) == 1
     assert all(c["frame_index"] == -1 for c in crops if not c["video_id"])
+
+
+def _colour_stills(root: Path, no_face: set[str]) -> None:
+    """9 real + 9 fake colour stills of 18 different ORL people, each its own group named in groups.csv (so the
+    split does not depend on the files' bytes); the files named in `no_face` hold noise instead of a face."""
+    from dfsweep.data_pipeline.demo import load_orl_photo, orl_root
+
+    orl, rng = orl_root(), np.random.default_rng(0)
+    lines = ["path,group"]
+    for label, cls in enumerate(("real", "fake")):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        tint = np.array(([0.75, 0.9, 1.0], [1.0, 0.85, 0.7])[label])  # BGR gains: warm reals, cool fakes
+        for i in range(9):
+            name = f"{cls}{i}.png"
+            if name in no_face:
+                img = rng.integers(0, 256, (304, 264, 3), dtype=np.uint8)
+            else:
+                img = np.clip(load_orl_photo(orl, 1 + 9 * label + i, 1) * tint, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / cls / name), img)
+            lines.append(f"{cls}/{name},{cls}{i}")
+    (root / "groups.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_splits_are_drawn_among_the_usable_crops(ray_session, demo_copy, tmp_path):
+    from dataclasses import replace
+
+    from dfsweep.data_pipeline.leakage import find_near_duplicates
+    from dfsweep.data_pipeline.pipeline import REQUIRED_SPLITS
+    from dfsweep.data_pipeline.scan import build_manifest
+
+    src = tmp_path / "colour"
+    _colour_stills(src, set())
+    cfg = replace(_cfg(demo_copy), source=str(src))
+    before = [r for r in build_manifest(cfg).to_pylist() if r["domain"] == "source"]
+    # Two files per class without a face, every real of the split drawn among the files (source/test) among them.
+    in_test = sorted(Path(r["path"]).name for r in before if r["split"] == "test" and r["label"] == 0)
+    assert 1 <= len(in_test) <= 2
+    reals = in_test + sorted({f"real{i}.png" for i in range(9)} - set(in_test))
+    no_face = set(reals[:2]) | {"fake0.png", "fake1.png"}
+    _colour_stills(src, no_face)
+    assert [r["split"] for r in build_manifest(cfg).to_pylist() if r["domain"] == "source"] == \
+        [r["split"] for r in before]  # the files' split is as it was: only their bytes changed
+
+    run = schema.RunDir(tmp_path / "run")
+    acc = prepare(cfg, run, log=lambda *a: None)
+    assert acc.balanced
+    manifest = pq.read_table(run.manifest).to_pylist()
+    source = [r for r in manifest if r["domain"] == "source"]
+    assert sorted(Path(r["path"]).name for r in source if r["status"] == "no_face") == sorted(no_face)
+    assert all(r["split"] == "" for r in manifest if r["status"] != "ok")
+    for name in REQUIRED_SPLITS + ("target/adapt",):
+        labels = {r["label"] for r in manifest if f"{r['domain']}/{r['split']}" == name and r["status"] == "ok"}
+        assert labels == {0, 1}, name
+    split_of: dict[tuple[str, str], str] = {}
+    for r in manifest:
+        if r["status"] == "ok":
+            assert split_of.setdefault((r["domain"], r["group"]), r["split"]) == r["split"]  # groups stay whole
+    _assert_crops_follow_the_manifest(run)
+    # The leakage guard saw the final splits: no two kept crops within its bits sit in different splits.
+    crops = pq.read_table(run.crops, columns=["sample_id", "phash", "domain", "split", "path"]).to_pylist()
+    assert find_near_duplicates(crops, cfg.near_duplicate_max_bits) == []
+
+    # Deterministic and resumable: a re-run from the detection cache draws the same splits.
+    again = schema.RunDir(tmp_path / "again")
+    shutil.copytree(run.detections, again.detections)
+    assert prepare(cfg, again, log=lambda *a: None).detected_now == 0
+    assert pq.read_table(again.manifest).equals(pq.read_table(run.manifest))

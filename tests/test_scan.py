@@ -69,7 +69,7 @@ def test_groups_never_cross_splits_and_fractions_hold(tmp_path):
 def test_duplicate_content_is_recorded_not_used(tmp_path):
     cfg = _cfg(tmp_path)
     data = (tmp_path / "src" / "real" / "sub" / "000.png").read_bytes()
-    (tmp_path / "tgt" / "fake" / "copy.png").write_bytes(data)
+    (tmp_path / "tgt" / "real" / "copy.png").write_bytes(data)  # same label: a duplicate (see label conflicts)
     m = build_manifest(cfg)
     dup = m.filter(pc.equal(m.column("status"), "duplicate")).to_pylist()
     assert len(dup) == 1 and dup[0]["domain"] == "target" and "000.png" in dup[0]["reason"]
@@ -222,3 +222,101 @@ def test_videos_are_sampled_to_evenly_spaced_frames_that_stay_together(tmp_path)
         cap.release()
         assert sorted(r["frame_index"] for r in rows) == frame_indices(n, 3) and len(rows) == 3
     assert len({r["sample_id"] for r in m}) == len(m)
+
+
+@pytest.mark.parametrize("where", ["same_domain", "across_domains"])
+def test_the_same_file_in_real_and_fake_is_a_label_conflict_for_both(tmp_path, where):
+    from dfsweep.data_pipeline.pipeline import accounting
+
+    cfg = _cfg(tmp_path, source_per_class_cap=0, target_per_class_cap=0)
+    real = tmp_path / "src" / "real" / "sub" / "007.png"
+    fake = tmp_path / ("src" if where == "same_domain" else "tgt") / "fake" / "looks_real.png"
+    fake.write_bytes(real.read_bytes())
+    (tmp_path / "src" / "real" / "sub" / "again.png").write_bytes(real.read_bytes())  # a third copy, in real/
+    m = build_manifest(cfg)
+    rows = {r["path"]: r for r in m.to_pylist()}
+    copies = [str(real), str(fake), str(tmp_path / "src" / "real" / "sub" / "again.png")]
+    for path in copies:
+        row = rows[path]
+        assert row["status"] == "label_conflict" and row["split"] == "", row
+        others = [p for p in copies if p != path and rows[p]["label"] != row["label"]]
+        assert any(p in row["reason"] for p in others), row["reason"]  # names a copy with the other label
+        assert ("fake" if row["label"] == 0 else "real") in row["reason"]
+    assert len({r["sample_id"] for r in rows.values()}) == len(rows)  # ids stay unique
+    acc = accounting(m, crops_rows=0)
+    assert acc.by_status["label_conflict"] == 3 and acc.inputs == sum(acc.by_status.values())
+
+
+def _write_video(path: Path, n_frames: int, side_px: int = 256) -> None:
+    from skimage import data as skdata
+
+    face = cv2.cvtColor(cv2.resize(skdata.astronaut(), (side_px, side_px)), cv2.COLOR_RGB2BGR)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (side_px, side_px))
+    for i in range(n_frames):
+        writer.write(np.ascontiguousarray(np.roll(face, 3 * i, axis=1)))
+    writer.release()
+
+
+def _frames_that_decode(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_video_frames_are_sampled_among_the_frames_that_decode(tmp_path):
+    from dfsweep.data_pipeline.faces import FaceCropper
+    from dfsweep.data_pipeline.scan import frame_indices, scan_dataset
+
+    root = tmp_path / "data"
+    for cls in ("real", "fake"):
+        (root / cls).mkdir(parents=True)
+    whole = root / "real" / "whole.avi"
+    _write_video(whole, 20)
+    data = whole.read_bytes()
+    # Cut short (a download that stopped): the AVI header still says 20 frames, fewer decode.
+    (root / "fake" / "cut.avi").write_bytes(data[: len(data) * 4 // 5])
+    (root / "fake" / "header_only.avi").write_bytes(data[: data.index(b"movi") + 4])  # headers, no frame
+    for name in ("cut.avi", "header_only.avi"):
+        cap = cv2.VideoCapture(str(root / "fake" / name))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 20  # the premise: the header over-counts
+        cap.release()
+    decodable = _frames_that_decode(root / "fake" / "cut.avi")
+    assert 0 < decodable < 20 and _frames_that_decode(root / "fake" / "header_only.avi") == 0
+
+    rows = scan_dataset(root, "d", "source", video_frames=8)
+    by_name: dict[str, list[dict]] = {}
+    for r in rows:
+        by_name.setdefault(Path(r["path"]).name, []).append(r)
+    assert sorted(r["frame_index"] for r in by_name["whole.avi"]) == frame_indices(20, 8)
+    cut = sorted(by_name["cut.avi"], key=lambda r: r["frame_index"])
+    assert [r["frame_index"] for r in cut] == frame_indices(decodable, 8)  # the last one is the last that decodes
+    [empty] = by_name["header_only.avi"]
+    assert empty["status"] == "unreadable" and "no frame" in empty["reason"] and empty["frame_index"] == -1
+    cropper = FaceCropper(crop_size_px=96, margin=0.3, min_face_px=40, min_face_prob=0.9)
+    outcomes = [cropper.crop_one(r["path"], r["frame_index"]) for r in cut + by_name["whole.avi"]]
+    assert [o["status"] for o in outcomes] == ["ok"] * 16, [o["reason"] for o in outcomes]
+
+
+def test_copies_of_a_video_keep_one_manifest_id_per_frame(tmp_path):
+    import shutil
+
+    for root in ("src", "tgt"):
+        for cls in ("real", "fake"):
+            (tmp_path / root / cls).mkdir(parents=True)
+            for v in range(5):
+                shade = 9 * v + 60 * (root == "tgt") + 120 * (cls == "fake")
+                _video(tmp_path / root / cls / f"v{v}.avi", 6, shade=shade)
+    shutil.copy(tmp_path / "src" / "real" / "v0.avi", tmp_path / "src" / "real" / "x_again.avi")  # a duplicate
+    shutil.copy(tmp_path / "src" / "real" / "v1.avi", tmp_path / "src" / "fake" / "x_which.avi")  # a label conflict
+    m = build_manifest(PrepareConfig(source=str(tmp_path / "src"), target=str(tmp_path / "tgt"), video_frames=3,
+                                     source_per_class_cap=0, target_per_class_cap=0)).to_pylist()
+    status = {}
+    for r in m:
+        if r["domain"] == "source":
+            status.setdefault(str(Path(r["path"]).relative_to(tmp_path / "src")), []).append(r["status"])
+    assert status["real/x_again.avi"] == ["duplicate"] * 3 and status["real/v0.avi"] == ["pending"] * 3
+    assert status["real/v1.avi"] == status["fake/x_which.avi"] == ["label_conflict"] * 3
+    assert len({r["sample_id"] for r in m}) == len(m)  # every frame of every copy has its own id

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from dfsweep import schema
 from dfsweep.crops import encode_png
+from dfsweep.data_pipeline.paths import cv2_path, unescape_path
 from dfsweep.storage import Location, parse
 
 MAX_DETECT_SIDE_PX = 1600  # larger images are downscaled for detection, so memory stays bounded
@@ -69,7 +70,7 @@ def decode_image(data: bytes, *, max_side_px: int = MAX_DETECT_SIDE_PX) -> tuple
     """
     if not data:
         raise BadImage(schema.STATUS_UNREADABLE, "empty file (0 bytes)")
-    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9":
+    if data[:2] == b"\xff\xd8" and jpeg_stream_end(data) is None:
         raise BadImage("truncated", "JPEG without its end-of-image marker: the file was cut short")
     header = _image_size(data)
     flag, factor = cv2.IMREAD_COLOR, 1
@@ -89,19 +90,101 @@ def decode_image(data: bytes, *, max_side_px: int = MAX_DETECT_SIDE_PX) -> tuple
     return img, factor
 
 
+def jpeg_stream_end(data: bytes) -> int | None:
+    """Where the JPEG stream that starts `data` ends (the offset just past its end-of-image marker), or None when
+    the data ends first: the file was cut short. Bytes after the marker (a phone's motion-photo clip, appended
+    metadata) are not part of the image; decoders ignore them.
+
+    Walks the marker segments by their lengths, so an EXIF thumbnail's own end marker (inside APP1) is skipped,
+    and the entropy-coded data after each start-of-scan up to its next marker (stuffed 0xFF00 bytes and restart
+    markers belong to the scan). Stray bytes between segments are skipped as libjpeg does.
+    """
+    n, i = len(data), 2
+    while True:
+        i = data.find(b"\xff", i)
+        if i < 0:
+            return None
+        while i < n and data[i] == 0xFF:  # fill bytes before a marker
+            i += 1
+        if i >= n:
+            return None
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:
+            return i
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            continue  # a stuffed byte, TEM or a restart marker: no length follows
+        if i + 2 > n:
+            return None
+        i += int.from_bytes(data[i:i + 2], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data runs to the next marker that is not part of it
+            while True:
+                j = data.find(b"\xff", i)
+                if j < 0 or j + 1 >= n:
+                    return None
+                follower = data[j + 1]
+                if follower == 0x00 or 0xD0 <= follower <= 0xD7:
+                    i = j + 2
+                    continue
+                if follower == 0xFF:
+                    i = j + 1
+                    continue
+                i = j
+                break
+
+
+def _open_video(path: str) -> cv2.VideoCapture:
+    return cv2.VideoCapture(cv2_path(path))
+
+
+def _frame_decodes(cap: cv2.VideoCapture, index: int) -> np.ndarray | None:
+    """Frame `index` of an open video, read the way read_video_frame reads it (seek, then read), or None."""
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = cap.read()
+    return frame if ok and frame is not None else None
+
+
 def read_video_frame(path: str, index: int) -> np.ndarray:
     """One frame of a video as BGR uint8, or BadImage."""
-    cap = cv2.VideoCapture(path)
+    cap = _open_video(path)
     try:
         if not cap.isOpened():
             raise BadImage(schema.STATUS_UNREADABLE, "not a readable video (OpenCV could not open it)")
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = cap.read()
+        frame = _frame_decodes(cap, index)
     finally:
         cap.release()
-    if not ok or frame is None:
+    if frame is None:
         raise BadImage(schema.STATUS_UNREADABLE, f"frame {index} of the video could not be decoded")
     return frame
+
+
+def decodable_frame_count(path: str) -> tuple[int, int]:
+    """(frames that decode, frames the container's header claims) of a video; (0, claimed) if none decodes.
+
+    The header's count (CAP_PROP_FRAME_COUNT) over-counts a file cut short (a stopped download, a recorder that
+    died): its last frames are missing. The last claimed frame is tried first (one seek for a whole file); when it
+    does not decode, a binary search over seeks finds the last one that does, so frames are sampled only among
+    frames that decode. Frames broken in the middle of a file are not looked for: they fail one by one, with a reason.
+    """
+    cap = _open_video(path)
+    try:
+        claimed = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        if claimed <= 0:
+            return 0, max(claimed, 0)
+        if _frame_decodes(cap, claimed - 1) is not None:
+            return claimed, claimed
+        if _frame_decodes(cap, 0) is None:
+            return 0, claimed
+        good, bad = 0, claimed - 1  # frame `good` decodes, frame `bad` does not
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            if _frame_decodes(cap, mid) is not None:
+                good = mid
+            else:
+                bad = mid
+        return good + 1, claimed
+    finally:
+        cap.release()
 
 
 DHASH_SIDE = 16  # 16 x 16 = 256 bits: at 8 x 8, crops of different aligned faces came within 1 bit of each other
@@ -163,7 +246,7 @@ def square_crop(bgr: np.ndarray, box: np.ndarray, margin: float, size_px: int) -
 
 
 class FaceCropper:
-    """Ray Data actor: manifest rows (INPUT_COLUMNS) -> outcome rows.
+    """Ray Data actor: manifest rows (INPUT_COLUMNS, paths in the manifest's escaped form) -> outcome rows.
 
     With `parts_dir`, every batch's full result (crops and rejects) is first written there as one Parquet part,
     atomically and named by the batch's sample ids, so an interrupted prepare resumes from the parts it has;
@@ -183,7 +266,8 @@ class FaceCropper:
     def crop_one(self, path: str, frame_index: int = -1) -> dict:
         """Crop fields (image, height, width, box, face_prob, landmarks, n_faces, phash) plus status and reason.
 
-        `frame_index` >= 0 reads that frame of a video instead of an image file.
+        `path` is the file's own name (a surrogate-escaped str where it is not UTF-8), not the manifest's escaped
+        form: `__call__` turns the one into the other. `frame_index` >= 0 reads that frame of a video instead.
         """
         blank = dict(image=b"", height=0, width=0, box=[0.0] * 4, face_prob=0.0, landmarks=[0.0] * 10, n_faces=0,
                      phash=b"")
@@ -219,7 +303,7 @@ class FaceCropper:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = []
         for row in batch.select(INPUT_COLUMNS).to_pylist():
-            rows.append({**row, **self.crop_one(row["path"], row["frame_index"])})
+            rows.append({**row, **self.crop_one(unescape_path(row["path"]), row["frame_index"])})
         table = pa.Table.from_pylist(rows, schema=PART)
         if self.parts_dir is not None:
             write_part(table, self.parts_dir)

@@ -4,6 +4,10 @@ Every manifest row ends with a status: `ok` rows have exactly one crop row; ever
 Detection results are cached per sample (content hash) in detections/<settings>/part-*.parquet, written by the
 actors batch by batch, so a killed prepare resumes where it stopped and unchanged data is never detected twice.
 The driver only ever holds the small outcome columns; crops stream from the parts into crops/ one part at a time.
+
+The splits are drawn among the usable crops, once detection is done (scan.draw_splits: seeded, group-disjoint,
+label-stratified), so files without a face never leave a split without a class; the leakage guard then runs on
+those final splits. A cached detection keeps its outcome, never its split or label: both are this manifest's.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from dfsweep import schema
 from dfsweep.config import PrepareConfig
 from dfsweep.crops import read_crops, write_shards
 from dfsweep.data_pipeline.faces import INPUT_COLUMNS, OUTCOME_COLUMNS, FaceCropper
-from dfsweep.data_pipeline.leakage import find_near_duplicates
-from dfsweep.data_pipeline.scan import DatasetError, build_manifest
+from dfsweep.data_pipeline.leakage import NearDuplicate, find_near_duplicates
+from dfsweep.data_pipeline.scan import DatasetError, build_manifest, draw_splits
 from dfsweep.storage import Location
 
 # Every one of these needs crops of both classes for a trial to train, select and be scored.
@@ -130,8 +134,14 @@ def _read_outcomes(parts_dir: Location, wanted: set[str]) -> dict[str, dict]:
     return found
 
 
-def _write_crops(parts_dir: Location, keep: dict[str, str], out: Location) -> int:
-    """Stream the kept crops (sample_id -> part file) from the parts into shards of out/ (emptied first).
+# The crop columns that say where a sample belongs: taken from this manifest, never from the detection cache (a
+# part keeps what they were when it was detected, under another split seed or before a file moved).
+IDENTITY_COLUMNS = ("dataset", "domain", "label", "split", "path")
+
+
+def _write_crops(parts_dir: Location, keep: dict[str, str], identity: dict[str, dict], out: Location) -> int:
+    """Stream the kept crops (sample_id -> part file) from the parts into shards of out/ (emptied first), with
+    their IDENTITY_COLUMNS from `identity` (sample_id -> manifest row).
 
     out/ counts as complete only once the caller writes its _DONE marker: readers refuse it before that.
     """
@@ -142,9 +152,43 @@ def _write_crops(parts_dir: Location, keep: dict[str, str], out: Location) -> in
     def kept() -> Iterator[pa.Table]:
         for part in sorted(by_part):
             table = (parts_dir / part).read_parquet(columns=schema.CROPS.names)
-            yield table.filter(pc.is_in(table.column("sample_id"), pa.array(by_part[part])))
+            table = table.filter(pc.is_in(table.column("sample_id"), pa.array(by_part[part])))
+            ids = table.column("sample_id").to_pylist()
+            for name in IDENTITY_COLUMNS:
+                field = schema.CROPS.field(name)
+                values = pa.array([identity[sid][name] for sid in ids], field.type)
+                table = table.set_column(table.schema.get_field_index(name), field, values)
+            yield table
 
     return write_shards(kept(), out)
+
+
+def _final_splits(rows: list[dict], outcome: dict[str, dict], cfg: PrepareConfig) -> list[NearDuplicate]:
+    """Draw the splits among the usable crops (status ok), then run the leakage guard on those splits.
+
+    Under the "drop" policy a near-duplicate leaves the crops and the splits are drawn again among the rest,
+    until the guard finds none across the final splits (each round drops at least one crop, so it ends). Returns
+    every near-duplicate found (dropped, or only found under "keep" and "fail").
+    """
+    found: list[NearDuplicate] = []
+    while True:
+        draw_splits(rows, cfg, schema.STATUS_OK)
+        ok = {r["sample_id"]: r for r in rows if r["status"] == schema.STATUS_OK}
+        usable = [{**outcome[sid], "domain": r["domain"], "split": r["split"], "path": r["path"]}
+                  for sid, r in ok.items()]
+        near = find_near_duplicates(usable, cfg.near_duplicate_max_bits)
+        found += near
+        if not near or cfg.near_duplicate_policy != "drop":
+            break
+        for n in near:
+            ok[n.sample_id]["status"] = schema.STATUS_NEAR_DUPLICATE
+    by_id = {r["sample_id"]: r for r in rows}
+    for n in found if cfg.near_duplicate_policy == "drop" else []:
+        kept = by_id[n.kept_id]
+        # Where the kept crop ended (the splits may have been drawn again since the match was found).
+        where = f"{kept['domain']}/{kept['split']}" if kept["status"] == schema.STATUS_OK else n.kept_where
+        by_id[n.sample_id]["reason"] = f"near-duplicate of {n.kept_path} ({where}), {n.bits} dHash bits apart"
+    return found
 
 
 def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=print) -> Accounting:
@@ -169,40 +213,35 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
         parts_dir.rmtree()
     cached = _cached_ids(parts_dir)
     todo = pending.filter(pc.invert(pc.is_in(pending.column("sample_id"), pa.array(sorted(cached), pa.string()))))
-    log(f"manifest: {manifest.num_rows} files, {pending.num_rows} sampled; {pending.num_rows - todo.num_rows} "
-        f"already detected, {todo.num_rows} to detect -> {run.manifest}")
+    conflicts = pc.sum(pc.equal(manifest.column("status"), schema.STATUS_LABEL_CONFLICT)).as_py() or 0
+    log(f"manifest: {manifest.num_rows} files, {pending.num_rows} sampled"
+        + (f", {conflicts} in label conflict (the same file as real and fake: not used)" if conflicts else "")
+        + f"; {pending.num_rows - todo.num_rows} already detected, {todo.num_rows} to detect -> {run.manifest}")
     if todo.num_rows:
         _detect_with_ray(todo, cfg, parts_dir)
 
-    # The outcome of a cached sample is taken as it was, but its domain and split are this manifest's.
-    wanted = {r["sample_id"]: r for r in pending.to_pylist()}
-    outcome = _read_outcomes(parts_dir, set(wanted))
-    missing = set(wanted) - set(outcome)
+    # The outcome of a cached sample is taken as it was; its domain, label and split are this manifest's.
+    wanted = set(pending.column("sample_id").to_pylist())
+    outcome = _read_outcomes(parts_dir, wanted)
+    missing = wanted - set(outcome)
     if missing:
         raise RuntimeError(f"{len(missing)} sampled files have no detection result")  # a bug, never a data problem
-    final_status = {sid: (o["status"], o["reason"]) for sid, o in outcome.items()}
-
-    usable = [{**o, "domain": wanted[sid]["domain"], "split": wanted[sid]["split"]}
-              for sid, o in outcome.items() if o["status"] == schema.STATUS_OK]
-    near = find_near_duplicates(usable, cfg.near_duplicate_max_bits)
-    if near and cfg.near_duplicate_policy == "fail":
-        shown = "; ".join(f"{n.sample_id} ~ {n.kept_id} ({n.bits} bits)" for n in near[:5])
-        raise DatasetError(f"{len(near)} near-duplicate crop(s) across splits or domains (policy 'fail'): {shown}")
-    if near and cfg.near_duplicate_policy == "drop":
-        for n in near:
-            final_status[n.sample_id] = (schema.STATUS_NEAR_DUPLICATE,
-                                         f"near-duplicate of {n.kept_path} ({n.kept_where}), {n.bits} dHash bits apart")
-    elif near:
-        log(f"leakage guard: {len(near)} near-duplicate(s) across splits/domains kept (policy 'keep')")
-
     rows = manifest.to_pylist()
     for row in rows:
         if row["status"] == schema.STATUS_PENDING:
-            row["status"], row["reason"] = final_status[row["sample_id"]]
+            row["status"], row["reason"] = outcome[row["sample_id"]]["status"], outcome[row["sample_id"]]["reason"]
+
+    near = _final_splits(rows, outcome, cfg)
+    if near and cfg.near_duplicate_policy == "fail":
+        shown = "; ".join(f"{n.sample_id} ~ {n.kept_id} ({n.bits} bits)" for n in near[:5])
+        raise DatasetError(f"{len(near)} near-duplicate crop(s) across splits or domains (policy 'fail'): {shown}")
+    if near and cfg.near_duplicate_policy == "keep":
+        log(f"leakage guard: {len(near)} near-duplicate(s) across splits/domains kept (policy 'keep')")
+
     manifest = schema.validate_table(pa.Table.from_pylist(rows, schema=schema.MANIFEST), schema.MANIFEST, "manifest")
     run.manifest.write_parquet(manifest)
-    keep = {sid: outcome[sid]["part"] for sid, (st, _) in final_status.items() if st == schema.STATUS_OK}
-    n_crops = _write_crops(parts_dir, keep, run.crops)
+    ok = {r["sample_id"]: r for r in rows if r["status"] == schema.STATUS_OK}
+    n_crops = _write_crops(parts_dir, {sid: outcome[sid]["part"] for sid in ok}, ok, run.crops)
     acc = accounting(manifest, n_crops, detected_now=todo.num_rows)
     if not acc.balanced:
         raise RuntimeError(f"accounting does not add up: {acc}")  # a bug, never a data problem

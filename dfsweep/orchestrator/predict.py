@@ -62,6 +62,7 @@ def choose_model(model_or_run: str | Path) -> ChosenModel:
 
 def _inputs(paths: list[str | Path], video_frames: int) -> list[tuple[Path, int]]:
     """(file, frame_index) for every file given or found under a folder; videos give evenly spaced frames."""
+    from dfsweep.data_pipeline.faces import decodable_frame_count
     from dfsweep.data_pipeline.scan import VIDEO_SUFFIXES, frame_indices
 
     found: list[tuple[Path, int]] = []
@@ -70,11 +71,7 @@ def _inputs(paths: list[str | Path], video_frames: int) -> list[tuple[Path, int]
         files = sorted(f for f in given.rglob("*") if f.is_file()) if given.is_dir() else [given]
         for f in files:
             if f.suffix.lower() in VIDEO_SUFFIXES:
-                import cv2
-
-                cap = cv2.VideoCapture(str(f))
-                n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-                cap.release()
+                n, _claimed = decodable_frame_count(str(f))  # sampled among the frames that decode
                 found += [(f, i) for i in frame_indices(n, video_frames)] or [(f, 0)]
             else:
                 found.append((f, -1))
@@ -103,6 +100,7 @@ def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: flo
 
     from dfsweep.crops import decode_png_rgb, to_input_size
     from dfsweep.data_pipeline.faces import FaceCropper
+    from dfsweep.data_pipeline.paths import escape_path
     from dfsweep.data_pipeline.scan import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     chosen = choose_model(model_or_run)
@@ -116,7 +114,7 @@ def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: flo
                           min_face_prob=crop["min_face_prob"], face_policy=crop["face_policy"])
     rows = []
     for path, frame in _inputs(paths, crop["video_frames"]):
-        row = dict(file=str(path), frame_index=frame, face_found=False, face_prob=None, score=None, verdict="")
+        row = dict(file=escape_path(str(path)), frame_index=frame, face_found=False, face_prob=None, score=None, verdict="")
         if not path.exists() or path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
             why = "no such file" if not path.exists() else f"not an image or video file suffix: {path.suffix or '(none)'}"
             rows.append(dict(row, status="unreadable" if not path.exists() else "unsupported", reason=why))
