@@ -164,7 +164,7 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
                           f"{cfg.sweep.gpus_per_trial:g}")
         console.print(table)
         levels = ", ".join(f"{p} {lv}" for p, lv in cfg.train.perturbation_levels()) or "none"
-        console.print(f"degraded test sets (made once, scored by every trial): {levels}; frozen-backbone features "
+        console.print(f"test-time perturbations (made on the fly by every trial): {levels}; frozen-backbone features "
                       f"{'cached and shared' if cfg.sweep.share_work else 'recomputed by every trial'}")
         return
     _attach(address, run_, shared_storage,

@@ -132,7 +132,7 @@ class TrainConfig:
     mixed_precision: str = "auto"
     # Save each trial's selected model as models/<trial_id>.keras (about 90 MB each, whatever the input size).
     export_model: bool = True
-    # Degraded test sets, made once per sweep and scored by every trial: {perturbation: [levels]} for the kinds of
+    # Degraded test sets, made on the fly and scored by every trial: {perturbation: [levels]} for the kinds of
     # perturbations.PERTURBATIONS. A kind left out keeps its default levels; [] switches it off.
     test_perturbations: dict[str, tuple[int, ...]] = field(default_factory=lambda: default_test_perturbations())
 
@@ -183,7 +183,7 @@ class SweepConfig:
     # Train-time augmentation presets (trainables/augment.py) swept for the variants that take one (V2);
     # V1 runs once per seed whatever this holds.
     augmentations: tuple[str, ...] = ("paper",)
-    # Share work between trials: the frozen-backbone feature cache and the degraded test sets made once per sweep.
+    # Share work between trials: the frozen-backbone feature cache (V1 of every seed embeds each crop once).
     # Off only to measure what sharing saves (bench/sweep.py --no-cache).
     share_work: bool = True
     cpus_per_trial: float = 2.0

@@ -135,13 +135,20 @@ class Location:
             Path(self.path).mkdir(parents=parents, exist_ok=exist_ok)
         # An object store has no folders: a key's prefix exists once a file is written under it.
 
+    def _tmp_path(self) -> str:
+        return posixpath.join(posixpath.dirname(self.path), f".{self.name}.{os.getpid()}.tmp")
+
     def write_bytes(self, data: bytes) -> None:
         if self.is_local:
             self.parent.mkdir()
-            tmp = posixpath.join(posixpath.dirname(self.path), f".{self.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.path)
+            tmp = self._tmp_path()
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, self.path)
+            finally:
+                if os.path.exists(tmp):  # a failed write leaves nothing behind
+                    os.unlink(tmp)
         else:
             with self.fs.open_output_stream(self.path) as f:  # the object appears whole when the stream closes
                 f.write(data)
@@ -149,10 +156,28 @@ class Location:
     def write_text(self, text: str, encoding: str = "utf-8") -> None:
         self.write_bytes(text.encode(encoding))
 
-    def write_parquet(self, table: pa.Table) -> None:
+    def write_parquet(self, table: pa.Table, *, row_group_size: int | None = None) -> None:
         buf = pa.BufferOutputStream()
-        pq.write_table(table, buf)
+        pq.write_table(table, buf, row_group_size=row_group_size)
         self.write_bytes(buf.getvalue().to_pybytes())
+
+    @contextmanager
+    def writing(self) -> Iterator[Path]:
+        """A local file to write this one through, piece by piece: it appears here whole when the block ends
+        (renamed into place, or uploaded in one piece), and never when the block raises (the partial file is removed)."""
+        if self.is_local:
+            self.parent.mkdir()
+            tmp = Path(self._tmp_path())
+            try:
+                yield tmp
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return
+        with tempfile.TemporaryDirectory(prefix="dfsweep-") as d:
+            tmp = Path(d) / self.name
+            yield tmp
+            self.upload(tmp)
 
     def unlink(self, missing_ok: bool = False) -> None:
         if missing_ok and not self.exists():
@@ -169,9 +194,13 @@ class Location:
         """Copy a local file here, atomically (local: temporary name then rename; object store: one upload)."""
         if self.is_local:
             self.parent.mkdir()
-            tmp = posixpath.join(posixpath.dirname(self.path), f".{self.name}.{os.getpid()}.tmp")
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, self.path)
+            tmp = self._tmp_path()
+            try:
+                shutil.copyfile(local, tmp)
+                os.replace(tmp, self.path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
         else:
             pafs.copy_files(str(local), self.path, source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)

@@ -194,7 +194,7 @@ def write_bad_inputs(class_dir: Path, outside: Path) -> dict[str, str]:
         fh.write(jpeg.tobytes())
     return {"noise.png": "no_face", "tiny.png": "too_small", "empty.jpg": "unreadable", "page.jpg": "unreadable",
             "notes.txt": "unsupported", "cut.jpg": "truncated", "link.png": "symlink_outside",
-            "linked_dir": "symlink_dir", "pipe.png": "not_a_file", "caf\\xe9.png": "bad_filename"}
+            "linked_dir": "symlink_dir", "pipe.png": "not_a_file", "caf\\xe9.png": "no_face"}
 
 
 @pytest.fixture(scope="session")
@@ -254,3 +254,38 @@ def s3_bucket(s3_server, monkeypatch):
                            access_key="testing", secret_key="testing", region="us-east-1", allow_bucket_creation=True)
     fs.create_dir(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def tiny_crops(tiny_demo, tmp_path_factory):
+    """Crops of the tiny demo made in-process (MTCNN, no Ray), written as a run directory's crops (80 px)."""
+    import pyarrow as pa
+
+    from dfsweep import crops, schema
+    from dfsweep.config import PrepareConfig
+    from dfsweep.data_pipeline.faces import PART, FaceCropper
+    from dfsweep.data_pipeline.paths import unescape_path
+    from dfsweep.data_pipeline.scan import build_manifest
+
+    demo, _ = tiny_demo
+    run = schema.RunDir(tmp_path_factory.mktemp("crops"))
+    manifest = build_manifest(PrepareConfig(source=str(demo / "source"), target=str(demo / "target"), crop_size_px=80))
+    pending = manifest.filter(pa.compute.equal(manifest.column("status"), "pending"))
+    cropper = FaceCropper(crop_size_px=80, margin=0.3, min_face_px=40, min_face_prob=0.9)
+    rows = [{**r, **cropper.crop_one(unescape_path(r["path"]), r["frame_index"])} for r in pending.to_pylist()]
+    table = pa.Table.from_pylist([r for r in rows if r["status"] == "ok"], schema=PART).drop_columns(["status", "reason"])
+    crops.write_shards([table], run.crops)
+    run.crops_done.write_text("test\n")
+    return run
+
+
+@pytest.fixture(scope="session")
+def scaled_source(tiny_crops):
+    """The tiny crops and how many of them are source train (what the scale tests multiply)."""
+    import pyarrow.compute as pc
+
+    from dfsweep import crops
+
+    t = crops.read_crops(tiny_crops, columns=["domain", "split"])
+    n = pc.sum(pc.and_(pc.equal(t.column("domain"), "source"), pc.equal(t.column("split"), "train"))).as_py()
+    return tiny_crops, int(n)

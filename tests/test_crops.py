@@ -1,4 +1,4 @@
-"""The crops format's one owner: PNG codec, shard writer, reader (refusing incomplete crops), degraded sets."""
+"""The crops format's one owner: PNG codec, shard writer, reader (refusing incomplete crops), random access."""
 
 import numpy as np
 import pyarrow as pa
@@ -48,13 +48,23 @@ def test_shards_hold_about_rows_per_shard_and_reader_refuses_incomplete_crops(tm
     assert sorted(some.column("sample_id").to_pylist()) == ["s0001", "s0041"]
 
 
-def test_degraded_sets_follow_their_schema(tmp_path):
-    rows = _crop_rows(4)
-    table = crops.degraded_table(rows, [bytes(rows.column("image")[i].as_py()) for i in range(4)], "noise", 10)
-    path = tmp_path / "noise-10.parquet"
+def test_crop_store_fetches_single_images_by_location_in_any_order(tmp_path):
+    run = schema.RunDir(tmp_path)
+    crops.write_shards((_crop_rows(20, 100 * k) for k in range(3)), run.crops, rows_per_shard=30)
+    run.crops_done.write_text("x\n")
     import pyarrow.parquet as pq
 
-    pq.write_table(table, path)
-    back = crops.read_degraded(path, "source")
-    assert back.schema.names[: len(schema.DEGRADED)] == schema.DEGRADED.names and back.num_rows == 4
-    assert set(back.column("level").to_pylist()) == {10} and crops.read_degraded(path, "target").num_rows == 0
+    assert {pq.ParquetFile(str(f)).metadata.row_group(0).num_rows for f in run.crops.glob("*.parquet")} == {
+        crops.ROW_GROUP_ROWS}  # small row groups: a random access reads few neighbours
+    store = crops.CropStore.of_run(run)
+    index = store.index()
+    assert index.num_rows == 60 and set(crops.IDENTITY_COLUMNS) <= set(index.column_names)
+    assert "image" not in index.column_names  # the index holds identities and locations, never pixels
+    full = crops.read_crops(run)
+    truth = dict(zip(full.column("sample_id").to_pylist(), full.column("image").to_pylist()))
+    pick = np.random.default_rng(1).permutation(60)[:25]
+    where = [index.column(c).to_numpy()[pick] for c in ("_file", "_group", "_row")]
+    got = store.images(*where)
+    assert got == [truth[index.column("sample_id")[int(i)].as_py()] for i in pick]
+    with pytest.raises(FileNotFoundError, match="run `dfsweep prepare` first"):
+        crops.CropStore.of_run(schema.RunDir(tmp_path / "empty"))

@@ -69,9 +69,10 @@ def test_every_artifact_is_in_the_bucket(s3_run):
                  "models/v2-paper-s3.json", "figures/roc.png"):
         assert name in keys, (name, keys)
     kinds = {k.split("/")[0] for k in keys}
-    assert {"detections", "crops", "degraded", "features", "tune"} <= kinds
-    assert any(k.startswith("crops/shard-") for k in keys)
-    assert any(k.startswith("degraded/") and k.endswith("/jpeg-40.parquet") for k in keys)
+    assert {"detections", "crops", "features", "tune"} <= kinds and "degraded" not in kinds  # degraded on the fly
+    assert any(k.startswith("crops/shard-") for k in keys) and "crops/_SETTINGS.json" in keys
+    assert any(k.startswith("features/") and k.endswith("/source-train.npy") for k in keys)
+    assert any(k.startswith("features/") and k.endswith("/source-train.ids.parquet") for k in keys)
     # Tune's experiment lives there too: per-epoch results and the V2 trial's checkpoint.
     assert any(k.startswith("tune/sweep-001/v2-paper-s3/") and k.endswith("result.json") for k in keys)
     assert any(k.startswith("tune/sweep-001/v2-paper-s3/checkpoint_") for k in keys)

@@ -6,31 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from dfsweep import schema
-from dfsweep.config import PrepareConfig, TrainConfig
-from dfsweep.data_pipeline.faces import PART, FaceCropper
-from dfsweep.data_pipeline.scan import build_manifest
+from dfsweep.config import TrainConfig
 
 pytestmark = [pytest.mark.tf]
 
 
 @pytest.fixture(scope="module")
-def crops_run(tiny_demo, tmp_path_factory):
-    """Crops of the tiny demo made in-process (MTCNN, no Ray), written as a run directory's crops."""
-    demo, _ = tiny_demo
-    run = schema.RunDir(tmp_path_factory.mktemp("trainable"))
-    manifest = build_manifest(PrepareConfig(source=str(demo / "source"), target=str(demo / "target"), crop_size_px=80))
-    pending = manifest.filter(pa.compute.equal(manifest.column("status"), "pending"))
-    cropper = FaceCropper(crop_size_px=80, margin=0.3, min_face_px=40, min_face_prob=0.9)
-    rows = [{**r, **cropper.crop_one(r["path"], r["frame_index"])} for r in pending.to_pylist()]
-    table = pa.Table.from_pylist([r for r in rows if r["status"] == "ok"], schema=PART).drop_columns(["status", "reason"])
-    run.crops.mkdir(parents=True)
-    pq.write_table(table, run.crops / "shard-00000.parquet")
-    run.crops_done.write_text("test\n")
-    return run
+def crops_run(tiny_crops):
+    return tiny_crops
 
 
 def _cfg(weights_file, **kw) -> TrainConfig:
@@ -100,27 +86,36 @@ def test_scores_cover_clean_and_degraded_test_sets(crops_run, weights_file, tmp_
     schema.validate_table(table, schema.SCORES, "scores")
 
 
-def test_degraded_sets_are_made_once(crops_run, weights_file):
-    from dfsweep.trainables.data import build_degraded_sets
+def test_test_sets_are_degraded_on_the_fly_and_nothing_is_stored(crops_run, weights_file, tmp_path):
+    from dfsweep.crops import CropStore
+    from dfsweep.perturbations import PERTURBATIONS
+    from dfsweep.trainables.data import index_crops, load_split
 
-    cfg = _cfg(weights_file, test_perturbations=dict(jpeg=(70, 30), blur=(3,), noise=(10,)))
-    made = []
-    first = build_degraded_sets(crops_run, cfg, log=made.append)
-    stamps = {p: Path(p).stat().st_mtime_ns for p in first}
-    assert len(first) == 4 and "4 made, 0 reused" in made[0]
-    again = build_degraded_sets(crops_run, cfg, log=made.append)
-    assert again == first and {p: Path(p).stat().st_mtime_ns for p in again} == stamps and len(made) == 1
+    store = CropStore.of_run(crops_run)
+    test = load_split(index_crops(store), store, "target", "test", 71)
+    idx = np.arange(min(6, len(test)))
+    clean = test.batch(idx)
+    for name, p in PERTURBATIONS.items():
+        level = p.default_levels[-1]
+        degraded = test.degraded(name, level)
+        want = np.stack([p.apply(img.astype(np.uint8), level) for img in clean]).astype(np.float32)
+        np.testing.assert_array_equal(degraded.batch(idx), want)
+        np.testing.assert_array_equal(degraded.batch(idx[::-1]), want[::-1])  # per sample, whatever the batch
+    out = schema.RunDir(tmp_path / "r")
+    _run(crops_run, _cfg(weights_file), dict(variant="cue", augmentation="none", seed=1), out=out)
+    assert sorted(p.name for p in Path(out.root).iterdir()) == ["crops", "scores"]  # no degraded copies on disk
 
 
 def test_v1_seeds_share_one_feature_cache(crops_run, weights_file, tmp_path):
     out = schema.RunDir(tmp_path / "cache")
     cfg = _cfg(weights_file, test_perturbations=dict(jpeg=(), blur=(), noise=()))
     _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=1), out=out)
-    files = sorted(Path(out.features).rglob("*.npz"))
+    files = sorted(Path(out.features).rglob("*.npy"))
     assert {f.stem for f in files} == {"source-train", "source-val", "source-test", "target-test"}
+    assert len(list(Path(out.features).rglob("*.ids.parquet"))) == 4
     stamps = {f: f.stat().st_mtime_ns for f in files}
     _run(crops_run, cfg, dict(variant="v1", augmentation="none", seed=2), out=out)
-    assert {f: f.stat().st_mtime_ns for f in sorted(Path(out.features).rglob("*.npz"))} == stamps  # read, not rewritten
+    assert {f: f.stat().st_mtime_ns for f in sorted(Path(out.features).rglob("*.npy"))} == stamps  # read, not rewritten
 
 
 @pytest.mark.parametrize("name", sorted(__import__("dfsweep.trainables.variants", fromlist=["VARIANTS"]).VARIANTS))

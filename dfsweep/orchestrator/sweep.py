@@ -1,7 +1,7 @@
 """Plan the trials of a sweep and run them with Ray Tune, one trial per (variant, augmentation, seed).
 
-V1 has no augmentation axis: it runs once per seed, not once per grid point. Work that every trial shares (the
-degraded test sets) is done here, once, before any trial starts. A trial whose score file exists is not run
+V1 has no augmentation axis: it runs once per seed, not once per grid point. Trials share the frozen-backbone
+feature cache (sweep.share_work); the degraded test sets are made on the fly by each trial, never stored. A trial whose score file exists is not run
 again, so a resumed `dfsweep run` finishes only what is missing and never duplicates a trial's scores.
 """
 
@@ -70,7 +70,6 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
     from ray import tune
 
     from dfsweep.cluster import ensure_ray
-    from dfsweep.trainables.data import build_degraded_sets
     from dfsweep.trainables.train import tune_trainable
 
     planned = plan_trials(cfg)
@@ -80,12 +79,10 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
         return []
     log(f"{len(todo)} of {len(planned)} trials to run: {', '.join(t['trial_id'] for t in todo)}")
     ran = [t["trial_id"] for t in todo]
-    # Shared: made once here; not shared: each trial makes its own (only to measure what sharing saves).
-    degraded = [str(p) for p in build_degraded_sets(run, cfg.train, log=log)] if cfg.sweep.share_work else None
     ensure_ray()
     trainable = tune.with_resources(
         tune.with_parameters(tune_trainable, run_dir=str(run.root), train_cfg=cfg.train, cpus=cfg.sweep.cpus_per_trial,
-                             feature_cache=cfg.sweep.share_work, degraded=degraded, private_degraded=not cfg.sweep.share_work),
+                             feature_cache=cfg.sweep.share_work),
         trial_resources(cfg))
     experiments = run.tune.glob("sweep-*")
     fs = _tune_storage(run)["storage_filesystem"]

@@ -27,6 +27,12 @@ def cue_features(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def split_features(d, batch_size: int = 64) -> np.ndarray:
+    """cue_features of a split's images, read batch by batch (32 floats per sample are all that is kept)."""
+    parts = [cue_features(d.batch(np.arange(a, min(a + batch_size, len(d))))) for a in range(0, len(d), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, 32))
+
+
 def fit_cue(ctx):
     """Logistic regression on source train; C chosen on source val (AUC); no Keras model involved."""
     from sklearn.linear_model import LogisticRegression
@@ -36,7 +42,7 @@ def fit_cue(ctx):
     from dfsweep.trainables.metrics import val_auc as auc
 
     train, val = ctx.data["source", "train"], ctx.data["source", "val"]
-    f_train, f_val = cue_features(train.x), cue_features(val.x)
+    f_train, f_val = split_features(train), split_features(val)
     best = None
     for c in C_GRID:
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
@@ -48,4 +54,4 @@ def fit_cue(ctx):
             best = (val_auc, c, model)
     ctx.progress.best_epoch, ctx.progress.best_key = f"C={best[1]}", (best[0], 0.0)
     model = best[2]
-    return lambda name, d: model.predict_proba(cue_features(d.x))[:, 1]
+    return lambda name, d: model.predict_proba(split_features(d))[:, 1]

@@ -1,58 +1,85 @@
-"""Crops Parquet -> in-memory arrays per (domain, split), balanced real/fake batches, and the degraded test sets.
+"""A trial's data, streamed: splits as per-sample identities, images fetched batch by batch, balanced batch plans.
 
-Arrays hold RGB float32 pixels in [0, 255] at the model's input size; the model does its own scaling. Crops and
-degraded sets are read and written through dfsweep/crops.py, perturbations come from dfsweep/perturbations.py.
+A `SplitData` holds only what identifies its samples (sample_id, label, dataset, video_id: tens of bytes each) and
+where each crop lives in crops/ (dfsweep.crops.CropStore); `batch(idx)` fetches, decodes and resizes just those
+images, and applies the split's test-time perturbation on the fly (a degraded test set is the clean one plus its
+perturbation, made when scored, never stored). Batches are RGB float32 in [0, 255] at the model's input size; the
+model does its own scaling. An epoch is a plan of indices (balanced real/fake, the adapt mix) drawn up front;
+`Batches` feeds a plan to Keras with a bounded prefetch queue, in order, so a streamed epoch is exactly the one an
+in-memory trial would have fed.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+import concurrent.futures
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dfsweep import crops as crops_format
-from dfsweep import schema
-from dfsweep.config import TrainConfig
-from dfsweep.perturbations import get_perturbation
-from dfsweep.storage import Location, parse
+from dfsweep.perturbations import NONE, get_perturbation
+
+TEST_SETS = (("source", "test"), ("target", "test"))
 
 
 @dataclass(frozen=True)
 class SplitData:
+    """One (domain, split) of the crops, sorted by sample_id so nothing depends on shard layout; no pixels held."""
+
     domain: str
     split: str
-    x: np.ndarray  # (n, size, size, 3) float32 in [0, 255]
     y: np.ndarray  # (n,) int8, 1 = fake
     sample_id: np.ndarray  # (n,) str
     dataset: np.ndarray  # (n,) str
-    video_id: np.ndarray | None = None  # (n,) str, "" for images
-    perturbation: str = "none"  # a degraded set's kind (perturbations.PERTURBATIONS) and level; clean: "none", 0
+    video_id: np.ndarray  # (n,) str, "" for images
+    where: np.ndarray  # (n, 3) int32: file, row group, row of each crop in `store`
+    store: crops_format.CropStore
+    size_px: int
+    perturbation: str = NONE  # a test set's perturbation (perturbations.PERTURBATIONS) and level; clean: "none", 0
     level: int = 0
 
     def __len__(self) -> int:
         return len(self.y)
 
+    def batch(self, idx: np.ndarray) -> np.ndarray:
+        """The images of samples `idx`, in that order: (k, size, size, 3) float32 in [0, 255]."""
+        idx = np.asarray(idx)
+        w = self.where[idx]
+        pngs = self.store.images(w[:, 0], w[:, 1], w[:, 2])
+        apply = None if self.perturbation == NONE else get_perturbation(self.perturbation).apply
+        out = np.empty((len(idx), self.size_px, self.size_px, 3), np.float32)
+        for i, png in enumerate(pngs):
+            rgb = crops_format.to_input_size(crops_format.decode_png_rgb(png), self.size_px)
+            out[i] = apply(rgb, self.level) if apply else rgb
+        return out
 
-def load_split(crops: pa.Table, domain: str, split: str, size_px: int) -> SplitData:
-    """The crops of one domain and split, sorted by sample_id so the order never depends on shard layout."""
-    rows = crops.filter(pc.and_(pc.equal(crops.column("domain"), domain), pc.equal(crops.column("split"), split)))
-    return _split_data(rows.sort_by("sample_id"), domain, split, size_px)
+    def degraded(self, perturbation: str, level: int) -> "SplitData":
+        """The same samples under a test-time perturbation (made batch by batch when read)."""
+        get_perturbation(perturbation)
+        return replace(self, perturbation=perturbation, level=int(level))
 
 
-def _split_data(rows: pa.Table, domain: str, split: str, size_px: int, perturbation: str = "none",
-                level: int = 0) -> SplitData:
-    x = np.empty((rows.num_rows, size_px, size_px, 3), np.float32)
-    for i, png in enumerate(rows.column("image").to_pylist()):
-        x[i] = crops_format.to_input_size(crops_format.decode_png_rgb(png), size_px)
-    return SplitData(domain=domain, split=split, x=x, y=np.asarray(rows.column("label").to_pylist(), np.int8),
+def index_crops(store: crops_format.CropStore) -> pa.Table:
+    """Every crop's identity and location, sorted by (domain, split, sample_id)."""
+    return store.index().sort_by([("domain", "ascending"), ("split", "ascending"), ("sample_id", "ascending")])
+
+
+def load_split(index: pa.Table, store: crops_format.CropStore, domain: str, split: str, size_px: int) -> SplitData:
+    """The crops of one domain and split (from `index_crops`), sorted by sample_id."""
+    rows = index.filter(pc.and_(pc.equal(index.column("domain"), domain), pc.equal(index.column("split"), split)))
+    rows = rows.sort_by("sample_id")
+    where = np.stack([rows.column(c).to_numpy() for c in ("_file", "_group", "_row")], axis=1).astype(np.int32)
+    return SplitData(domain=domain, split=split, y=rows.column("label").to_numpy().astype(np.int8),
                      sample_id=np.asarray(rows.column("sample_id").to_pylist()),
                      dataset=np.asarray(rows.column("dataset").to_pylist()),
                      video_id=np.asarray(rows.column("video_id").to_pylist(), dtype=object),
-                     perturbation=perturbation, level=int(level))
+                     where=where.reshape(-1, 3), store=store, size_px=size_px)
 
+
+# --- epochs: plans of indices, drawn up front --------------------------------------------------------------------
 
 def _class_indices(y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
@@ -79,77 +106,88 @@ def balanced_epoch(y: np.ndarray, batch_size: int, rng: np.random.Generator, wha
     return np.concatenate(batches)
 
 
-def mixed_epoch(train: SplitData, adapt: SplitData | None, batch_size: int, adapt_share: float,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch of balanced batches where `adapt_share` of each batch comes from the target adapt split.
+@dataclass(frozen=True)
+class EpochPlan:
+    """One epoch in batch order: position i is sample `index[i]` of split `source[i]` (0 = train, 1 = adapt)."""
 
-    Returns (x, y) in batch order, to be fed with shuffle=False.
-    """
+    source: np.ndarray  # (n,) int8
+    index: np.ndarray  # (n,) int64
+    y: np.ndarray  # (n,) float32
+    batch_size: int
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def mixed_epoch(train: SplitData, adapt: SplitData | None, batch_size: int, adapt_share: float,
+                rng: np.random.Generator) -> EpochPlan:
+    """One epoch of balanced batches where `adapt_share` of each batch comes from the target adapt split: each batch
+    is its train part, then its adapt part, fed with shuffle=False."""
     n_batches = max(1, -(-len(train) // batch_size))
     n_adapt = 0 if adapt is None or adapt_share == 0 else max(2, 2 * round(batch_size * adapt_share / 2))
     n_train = batch_size - n_adapt
     ti = balanced_epoch(train.y, n_train, rng, "source train", n_batches).reshape(n_batches, n_train)
-    xs, ys = [], []
-    ai = None
+    source = np.zeros((n_batches, batch_size), np.int8)
+    index = np.zeros((n_batches, batch_size), np.int64)
+    y = np.zeros((n_batches, batch_size), np.float32)
+    index[:, :n_train], y[:, :n_train] = ti, train.y[ti]
     if n_adapt:
         ai = balanced_epoch(adapt.y, n_adapt, rng, "target adapt", n_batches).reshape(n_batches, n_adapt)
-    for b in range(n_batches):
-        xb, yb = [train.x[ti[b]]], [train.y[ti[b]]]
-        if ai is not None:
-            xb.append(adapt.x[ai[b]])
-            yb.append(adapt.y[ai[b]])
-        xs.append(np.concatenate(xb))
-        ys.append(np.concatenate(yb))
-    return np.concatenate(xs), np.concatenate(ys).astype(np.float32)
+        source[:, n_train:], index[:, n_train:], y[:, n_train:] = 1, ai, adapt.y[ai]
+    return EpochPlan(source.ravel(), index.ravel(), y.ravel(), batch_size)
 
 
-# --- degraded test sets: made once per sweep, read by every trial --------------------------------------------------
-
-TEST_SETS = (("source", "test"), ("target", "test"))
-
-
-def degraded_dir(run: schema.RunDir, train_cfg: TrainConfig) -> Location:
-    """Where the degraded sets of this run live; keyed by the crops they come from and the input size."""
-    crops_key = run.crops_done.read_text().strip() if run.crops_done.exists() else "none"
-    key = hashlib.sha256(f"{crops_key}:{train_cfg.input_size_px}".encode()).hexdigest()[:12]
-    return run.degraded / key
-
-
-def build_degraded_sets(run: schema.RunDir, train_cfg: TrainConfig, log=print, out=None) -> list[Location]:
-    """Write one Parquet file (schema.DEGRADED) per (perturbation, level) of train.test_perturbations, from the
-    test crops resized to the input size first.
-
-    Already-written files are kept (atomic writes, so a file that exists is whole): the sets are made once per
-    sweep, shared by every trial, and not remade when the sweep is resumed.
-    """
-    levels = train_cfg.perturbation_levels()
-    out = parse(out) if out is not None else degraded_dir(run, train_cfg)
-    todo = [(p, lv) for p, lv in levels if not (out / f"{p}-{lv}.parquet").exists()]
-    if not todo:
-        return [out / f"{p}-{lv}.parquet" for p, lv in levels]
-    crops = crops_format.read_crops(run)
-    size = train_cfg.input_size_px
-    clean = {}
-    for domain, split in TEST_SETS:
-        rows = crops.filter(pc.and_(pc.equal(crops.column("domain"), domain), pc.equal(crops.column("split"), split)))
-        rows = rows.sort_by("sample_id")
-        clean[domain, split] = (rows, _split_data(rows, domain, split, size))
-    for pert, level in todo:
-        apply = get_perturbation(pert).apply
-        parts = [crops_format.degraded_table(rows, [crops_format.encode_png_rgb(apply(x.astype(np.uint8), level))
-                                                    for x in d.x], pert, level)
-                 for rows, d in clean.values()]
-        (out / f"{pert}-{level}.parquet").write_parquet(pa.concat_tables(parts))
-    log(f"degraded test sets: {len(todo)} made, {len(levels) - len(todo)} reused, in {out}")
-    return [out / f"{p}-{lv}.parquet" for p, lv in levels]
+def gather(splits: tuple[SplitData, ...], source: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The images at (source[i], index[i]), in order, each split's fetched in one request."""
+    out = None
+    for s, split in enumerate(splits):
+        at = np.flatnonzero(source == s)
+        if not len(at):
+            continue
+        images = split.batch(index[at])
+        if out is None:
+            out = np.empty((len(source), *images.shape[1:]), np.float32)
+        out[at] = images
+    return out
 
 
-def load_degraded(path, domain: str, size_px: int) -> SplitData:
-    """One degraded set (a path or storage URI) of one domain, as SplitData (split 'test', with the set's perturbation
-    and level from its columns), sorted by sample_id."""
-    table = crops_format.read_degraded(path, domain).sort_by("sample_id")
-    kinds = set(zip(table.column("perturbation").to_pylist(), table.column("level").to_pylist()))
-    if len(kinds) > 1:
-        raise schema.SchemaError(f"{path}: a degraded set holds one perturbation level, this one {sorted(kinds)}")
-    perturbation, level = kinds.pop() if kinds else ("none", 0)
-    return _split_data(table, domain, "test", size_px, perturbation, level)
+# --- feeding Keras ------------------------------------------------------------------------------------------------
+
+def prefetched(n: int, load: Callable[[int], object], workers: int = 2, depth: int = 2) -> Iterator[object]:
+    """load(0), load(1), ... load(n - 1) in order, computed `depth` ahead by `workers` threads (image decoding and
+    Parquet reads release the GIL), so at most `depth` + 1 loaded items are held at once."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfsweep-data") as pool:
+        pending = [pool.submit(load, i) for i in range(min(depth, n))]
+        for i in range(n):
+            if i + depth < n:
+                pending.append(pool.submit(load, i + depth))
+            yield pending.pop(0).result()
+
+
+def batch_keras_dataset(n_batches: int, load: Callable[[int], tuple], *, workers: int = 2):
+    """A keras.utils.PyDataset of `n_batches` batches, batch b being load(b): Keras fetches them in order with a
+    bounded queue of (2 x workers) batches, in threads."""
+    import keras
+
+    class _Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
+
+        def __len__(self) -> int:
+            return n_batches
+
+        def __getitem__(self, b: int):
+            return load(b)
+
+    return _Batches()
+
+
+def predict_split(model, split: SplitData, batch_size: int, *, workers: int = 2,
+                  inputs: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """The model's outputs on `split`, batch by batch in sample order (batches of batch_size, the last one shorter).
+    `inputs` maps sample indices to the model's input (default: the split's images)."""
+    n = len(split)
+    starts = range(0, n, batch_size)
+    fetch = inputs or split.batch
+    for x in prefetched(len(starts), lambda b: fetch(np.arange(starts[b], min(starts[b] + batch_size, n))), workers):
+        yield np.asarray(model.predict_on_batch(x))

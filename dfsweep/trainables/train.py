@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from dfsweep import schema
 from dfsweep.config import TrainConfig
-from dfsweep.storage import parse
 from dfsweep.trainables.checkpoint import tune_checkpointing
 from dfsweep.trainables.data import SplitData
 from dfsweep.trainables.variants import trial_id
@@ -85,21 +84,23 @@ def _setup_tensorflow(seed: int, cpus: float, mixed_precision: str = "off") -> N
 
 
 def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.0, report: Report | None = None,
-              checkpoint: tuple[Callable, dict | None] | None = None, feature_cache: bool = True,
-              degraded: list | None = None, private_degraded: bool = False) -> pa.Table:
-    """Train one trial and write its scores; returns the score table.
+              checkpoint: tuple[Callable, dict | None] | None = None, feature_cache: bool = True) -> pa.Table:
+    """Train one trial and write its scores; returns the score table (read back from the file).
 
     spec: variant, augmentation, seed. report(metrics) receives every epoch's metrics; checkpoint = (save, restored)
     wires Tune's checkpoints (save(metrics, payload) reports and checkpoints; restored: the payload, or None).
-    degraded: the degraded-set files (paths or URIs) to score (default: this run's, made once by the sweep); private_degraded:
-    make them afresh in a temporary folder of this trial instead (only to measure what sharing saves).
+    feature_cache: share frozen-backbone features through the run's features/ (off only to measure what it saves).
+    Crops stream from crops/ batch by batch; the test sets are degraded on the fly by each perturbation level of
+    train.test_perturbations; the score file is written split by split and appears whole at the end.
     """
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from dfsweep.crops import read_crops
+    import pyarrow.parquet as pq
+
+    from dfsweep.crops import CropStore, release_freed_arrow_memory
     from dfsweep.trainables.augment import get_preset
     from dfsweep.trainables.checkpoint import Progress
-    from dfsweep.trainables.data import TEST_SETS, load_degraded, load_split
+    from dfsweep.trainables.data import TEST_SETS, index_crops, load_split
     from dfsweep.trainables.features import FeatureCache
     from dfsweep.trainables.models import build_detector
     from dfsweep.trainables.variants import Context, get_variant
@@ -109,8 +110,11 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     tid = trial_id(spec["variant"], spec["augmentation"], spec["seed"])
     _setup_tensorflow(int(spec["seed"]), cpus, train_cfg.mixed_precision)
     run = schema.RunDir(run_dir)
-    crops = read_crops(run)
-    data = {key: load_split(crops, *key, train_cfg.input_size_px) for key in LOADED}
+    release_freed_arrow_memory()
+    store = CropStore.of_run(run)
+    index = index_crops(store)
+    data = {key: load_split(index, store, *key, train_cfg.input_size_px) for key in LOADED}
+    del index
     for key in (("source", "train"), ("source", "val")):
         if len(data[key]) == 0:
             raise ValueError(f"{key[0]} {key[1]} split is empty: not enough usable crops")
@@ -118,43 +122,39 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     save, restored = checkpoint if checkpoint else (None, None)
     det = build_detector(train_cfg.input_size_px, train_cfg.pixel_range, train_cfg.weights, train_cfg.dense_units,
                          train_cfg.dropout) if variant.keras else None
+    features = FeatureCache(run, train_cfg, enabled=feature_cache)
     ctx = Context(data=data, cfg=train_cfg, rng=rng, augment=get_preset(spec["augmentation"]),
                   progress=Progress(rng, save or (lambda metrics, payload: report(metrics)), restored),
-                  report=report, features=FeatureCache(run, train_cfg, enabled=feature_cache))
-    scorer = variant.fit(det, ctx)
-    if train_cfg.export_model and det is not None:
-        export_model(det.model, run, tid, dict(
-            trial_id=tid, variant=spec["variant"], augmentation=spec["augmentation"], seed=int(spec["seed"]),
-            role=variant.role, input_size_px=train_cfg.input_size_px, pixel_range=train_cfg.pixel_range,
-            weights=train_cfg.weights, chosen_epoch=ctx.progress.best_epoch, source_val_auc=ctx.progress.best_key[0],
-            crop=crop_settings(run)))
-    tables = [_score_table(tid, spec, variant.role, data[key], scorer(f"{key[0]}-{key[1]}", data[key]))
-              for key in SCORED if len(data[key])]
-    private = tempfile.TemporaryDirectory() if private_degraded else None
-    if degraded is None:
-        from dfsweep.trainables.data import build_degraded_sets
-
-        degraded = build_degraded_sets(run, train_cfg, log=lambda *a: None, out=private.name if private else None)
-    for path in map(parse, degraded):
-        for domain, _split in TEST_SETS:
-            d = load_degraded(path, domain, train_cfg.input_size_px)
-            if len(d):
-                tables.append(_score_table(tid, spec, variant.role, d, scorer(f"{domain}-test-{path.stem}", d)))
-    table = pa.concat_tables(tables)
-    if private:
-        private.cleanup()
-    run.score_file(tid).write_parquet(table)  # atomic: a score file is whole or absent
-    report(dict(phase="done", epoch=ctx.progress.epoch, chosen_epoch=ctx.progress.best_epoch,
-                scores_written=table.num_rows))
-    return table
+                  report=report, features=features, workers=max(1, min(4, int(cpus))))
+    try:
+        scorer = variant.fit(det, ctx)
+        if train_cfg.export_model and det is not None:
+            export_model(det.model, run, tid, dict(
+                trial_id=tid, variant=spec["variant"], augmentation=spec["augmentation"], seed=int(spec["seed"]),
+                role=variant.role, input_size_px=train_cfg.input_size_px, pixel_range=train_cfg.pixel_range,
+                weights=train_cfg.weights, chosen_epoch=ctx.progress.best_epoch,
+                source_val_auc=ctx.progress.best_key[0], crop=crop_settings(run)))
+        sets = [(f"{key[0]}-{key[1]}", data[key]) for key in SCORED]
+        sets += [(f"{domain}-test-{pert}-{level}", data[domain, split].degraded(pert, level))
+                 for pert, level in train_cfg.perturbation_levels() for domain, split in TEST_SETS]
+        rows = 0
+        with run.score_file(tid).writing() as local:  # a score file is whole or absent
+            with pq.ParquetWriter(local, schema.SCORES) as writer:
+                for name, split in sets:
+                    if len(split):
+                        table = _score_table(tid, spec, variant.role, split, scorer(name, split))
+                        writer.write_table(table)
+                        rows += table.num_rows
+    finally:
+        features.close()
+    report(dict(phase="done", epoch=ctx.progress.epoch, chosen_epoch=ctx.progress.best_epoch, scores_written=rows))
+    return run.score_file(tid).read_parquet()
 
 
-def tune_trainable(config: dict, *, run_dir: str, train_cfg: TrainConfig, cpus: float, feature_cache: bool = True,
-                   degraded: list | None = None, private_degraded: bool = False) -> None:
+def tune_trainable(config: dict, *, run_dir: str, train_cfg: TrainConfig, cpus: float, feature_cache: bool = True) -> None:
     """The function Ray Tune runs: config = {"trial": {variant, augmentation, seed}}; per-epoch metrics and
     checkpoints go to Tune, and a restarted trial resumes from its last checkpoint."""
     from ray import tune
 
     run_trial(config["trial"], run_dir, train_cfg, cpus, report=lambda m: tune.report(m),
-              checkpoint=tune_checkpointing(), feature_cache=feature_cache, degraded=degraded,
-              private_degraded=private_degraded)
+              checkpoint=tune_checkpointing(), feature_cache=feature_cache)

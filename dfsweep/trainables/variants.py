@@ -19,7 +19,8 @@ import numpy as np
 
 from dfsweep.config import TrainConfig
 from dfsweep.trainables.checkpoint import Progress, restore_seeds, restore_training, training_state
-from dfsweep.trainables.data import SplitData, balanced_epoch, mixed_epoch
+from dfsweep.trainables.data import (SplitData, balanced_epoch, batch_keras_dataset, gather, mixed_epoch,
+                                     predict_split)
 from dfsweep.trainables.features import FeatureCache
 from dfsweep.trainables.metrics import bce, val_auc
 
@@ -29,24 +30,30 @@ HEAD_PREDICT_BATCH = 256  # the head scores 2048-float features: large batches c
 
 @dataclass
 class Context:
-    """What a variant's fit gets: the loaded splits, the config, randomness, augmentation, progress, features."""
+    """What a variant's fit gets: the splits, the config, randomness, the augmentation preset, progress, features,
+    and how many threads load data."""
 
     data: dict
     cfg: TrainConfig
     rng: np.random.Generator
-    augment: Callable
+    augment: Callable  # augment.PRESETS entry: plan(n, rng, cfg) -> AugmentPlan
     progress: Progress
     report: Callable[..., None]
     features: FeatureCache
+    workers: int = 2
 
 
-def run_epoch(model, x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray], ctx: Context, *,
-              phase: str, label: str, predict_batch: int) -> None:
-    """One epoch of `model` on (x, y) in the given batch order, then its source-val AUC and loss: offered as the best
-    epoch, reported, and checkpointed with the model's training state."""
-    hist = model.fit(x, y, batch_size=ctx.cfg.batch_size, shuffle=False, epochs=1, verbose=0)
-    p = model.predict(val[0], batch_size=predict_batch, verbose=0).ravel()
-    auc, loss = val_auc(val[1], p), bce(val[1], p)
+def _concat(parts) -> np.ndarray:
+    return np.concatenate([p.ravel() for p in parts]) if parts else np.zeros(0, np.float32)
+
+
+def run_epoch(model, batches, val_scores: Callable[[], np.ndarray], val_y: np.ndarray, ctx: Context, *,
+              phase: str, label: str) -> None:
+    """One epoch of `model` over `batches` (a Keras dataset of (x, y), in order), then its source-val AUC and loss:
+    offered as the best epoch, reported, and checkpointed with the model's training state."""
+    hist = model.fit(batches, shuffle=False, epochs=1, verbose=0)
+    p = val_scores()
+    auc, loss = val_auc(val_y, p), bce(val_y, p)
     ctx.progress.offer(auc, loss, model.get_weights(), label)
     metrics = dict(phase=phase, train_loss=float(hist.history["loss"][-1]), val_auc=auc, val_loss=loss)
     ctx.progress.end_epoch(metrics, training_state(model))
@@ -63,17 +70,27 @@ def _train_head(det, ctx: Context) -> Scorer:
     feat = lambda name, d: ctx.features.get(det, name, d, cfg.batch_size)  # noqa: E731
     train, val = ctx.data["source", "train"], ctx.data["source", "val"]
     f_train, f_val = feat("source-train", train), feat("source-val", val)
+
+    def head_scores(store, n: int) -> np.ndarray:
+        starts = range(0, n, HEAD_PREDICT_BATCH)
+        return _concat([np.asarray(det.head.predict_on_batch(store.rows(np.arange(a, min(a + HEAD_PREDICT_BATCH, n)))))
+                        for a in starts])
+
     det.head.compile(optimizer=keras.optimizers.Adam(cfg.head_lr), loss="binary_crossentropy")
     if prog.restored and prog.epoch < cfg.head_epochs:  # restarted inside the head phase
         restore_training(det.head, prog.restored["arrays"])
+    bs = cfg.batch_size
     for epoch in range(1, cfg.head_epochs + 1):
         if prog.done(epoch):
             continue
-        idx = balanced_epoch(train.y, cfg.batch_size, ctx.rng, "source train")
-        run_epoch(det.head, f_train[idx], train.y[idx].astype(np.float32), (f_val, val.y), ctx, phase="head",
-                  label=f"head/{epoch}", predict_batch=HEAD_PREDICT_BATCH)
+        idx = balanced_epoch(train.y, bs, ctx.rng, "source train")
+        y = train.y[idx].astype(np.float32)
+        batches = batch_keras_dataset(len(idx) // bs, lambda b: (f_train.rows(idx[b * bs:(b + 1) * bs]),
+                                                                 y[b * bs:(b + 1) * bs]), workers=1)
+        run_epoch(det.head, batches, lambda: head_scores(f_val, len(val)), val.y, ctx, phase="head",
+                  label=f"head/{epoch}")
     det.head.set_weights(prog.best_weights)
-    return lambda name, d: det.head.predict(feat(name, d), batch_size=HEAD_PREDICT_BATCH, verbose=0).ravel()
+    return lambda name, d: head_scores(feat(name, d), len(d))
 
 
 def fit_v1(det, ctx: Context) -> Scorer:
@@ -112,14 +129,25 @@ def fit_v2(det, ctx: Context) -> Scorer:
         # head's Dropout goes on drawing from where the head phase left its seed state.
         restore_seeds(det.model, prog.restored["arrays"])
     train, val, adapt = ctx.data["source", "train"], ctx.data["source", "val"], ctx.data["target", "adapt"]
+
+    def scores(d: SplitData) -> np.ndarray:
+        return _concat(list(predict_split(det.model, d, cfg.batch_size, workers=ctx.workers)))
+
     for epoch in range(1, cfg.finetune_epochs + 1):
         if prog.done(cfg.head_epochs + epoch):
             continue
-        x, y = mixed_epoch(train, adapt if len(adapt) else None, cfg.batch_size, cfg.adapt_share, ctx.rng)
-        run_epoch(det.model, ctx.augment(x, ctx.rng, cfg), y, (val.x, val.y), ctx, phase="finetune",
-                  label=f"finetune/{epoch}", predict_batch=cfg.batch_size)
+        plan = mixed_epoch(train, adapt if len(adapt) else None, cfg.batch_size, cfg.adapt_share, ctx.rng)
+        aug = ctx.augment(len(plan), ctx.rng, cfg)
+
+        def load(b: int, plan=plan, aug=aug) -> tuple[np.ndarray, np.ndarray]:
+            sl = slice(b * plan.batch_size, (b + 1) * plan.batch_size)
+            x = gather((train, adapt), plan.source[sl], plan.index[sl])
+            return aug.apply(x, sl.start), plan.y[sl]
+
+        run_epoch(det.model, batch_keras_dataset(len(plan) // plan.batch_size, load, workers=ctx.workers),
+                  lambda: scores(val), val.y, ctx, phase="finetune", label=f"finetune/{epoch}")
     det.model.set_weights(prog.best_weights)
-    return lambda name, d: det.model.predict(d.x, batch_size=cfg.batch_size, verbose=0).ravel()
+    return lambda name, d: scores(d)
 
 
 def fit_cue(det, ctx: Context) -> Scorer:
