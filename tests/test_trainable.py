@@ -142,3 +142,32 @@ def test_variants_registry_has_one_baseline_and_lists_the_valid_names():
     assert [n for n, v in VARIANTS.items() if v.role == "baseline"] == ["v1"]
     with pytest.raises(ValueError, match="valid: " + ", ".join(VARIANTS)):
         get_variant("v9")
+
+
+def test_a_streamed_epoch_trains_exactly_like_an_in_memory_array():
+    """Keras compiles a different step for a batch dimension it does not know (other convolution kernels, other
+    rounding): the stream's batches carry a static shape, so fit gives the in-memory fit's weights to the bit."""
+    import keras
+    import tensorflow as tf
+
+    from dfsweep.trainables.data import batch_dataset
+
+    def model():
+        keras.utils.set_random_seed(1)
+        tf.config.experimental.enable_op_determinism()
+        m = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.SeparableConv2D(8, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dropout(0.5), keras.layers.Dense(1, activation="sigmoid")])
+        m.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+        return m
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 255, (64, 32, 32, 3)).astype(np.float32), (rng.random(64) < 0.5).astype(np.float32)
+    in_memory, streamed = model(), model()
+    in_memory.fit(x, y, batch_size=8, shuffle=False, epochs=1, verbose=0)
+    loaded = []
+    streamed.fit(batch_dataset(8, lambda b: (loaded.append(b) or x[b * 8:(b + 1) * 8], y[b * 8:(b + 1) * 8]),
+                               (8, 32, 32, 3), workers=2), epochs=1, verbose=0)
+    assert sorted(loaded) == list(range(8))
+    for a, b in zip(in_memory.get_weights(), streamed.get_weights()):
+        np.testing.assert_array_equal(a, b)

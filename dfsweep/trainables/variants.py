@@ -19,7 +19,7 @@ import numpy as np
 
 from dfsweep.config import TrainConfig
 from dfsweep.trainables.checkpoint import Progress, restore_seeds, restore_training, training_state
-from dfsweep.trainables.data import (SplitData, balanced_epoch, batch_keras_dataset, gather, mixed_epoch,
+from dfsweep.trainables.data import (SplitData, balanced_epoch, batch_dataset, gather, mixed_epoch,
                                      predict_split)
 from dfsweep.trainables.features import FeatureCache
 from dfsweep.trainables.metrics import bce, val_auc
@@ -49,7 +49,7 @@ def _concat(parts) -> np.ndarray:
 
 def run_epoch(model, batches, val_scores: Callable[[], np.ndarray], val_y: np.ndarray, ctx: Context, *,
               phase: str, label: str) -> None:
-    """One epoch of `model` over `batches` (a Keras dataset of (x, y), in order), then its source-val AUC and loss:
+    """One epoch of `model` over `batches` (a dataset of (x, y) batches, in order), then its source-val AUC and loss:
     offered as the best epoch, reported, and checkpointed with the model's training state."""
     hist = model.fit(batches, shuffle=False, epochs=1, verbose=0)
     p = val_scores()
@@ -85,8 +85,8 @@ def _train_head(det, ctx: Context) -> Scorer:
             continue
         idx = balanced_epoch(train.y, bs, ctx.rng, "source train")
         y = train.y[idx].astype(np.float32)
-        batches = batch_keras_dataset(len(idx) // bs, lambda b: (f_train.rows(idx[b * bs:(b + 1) * bs]),
-                                                                 y[b * bs:(b + 1) * bs]), workers=1)
+        batches = batch_dataset(len(idx) // bs, lambda b: (f_train.rows(idx[b * bs:(b + 1) * bs]), y[b * bs:(b + 1) * bs]),
+                                (bs, f_train.dim), workers=1)
         run_epoch(det.head, batches, lambda: head_scores(f_val, len(val)), val.y, ctx, phase="head",
                   label=f"head/{epoch}")
     det.head.set_weights(prog.best_weights)
@@ -144,7 +144,8 @@ def fit_v2(det, ctx: Context) -> Scorer:
             x = gather((train, adapt), plan.source[sl], plan.index[sl])
             return aug.apply(x, sl.start), plan.y[sl]
 
-        run_epoch(det.model, batch_keras_dataset(len(plan) // plan.batch_size, load, workers=ctx.workers),
+        shape = (plan.batch_size, train.size_px, train.size_px, 3)
+        run_epoch(det.model, batch_dataset(len(plan) // plan.batch_size, load, shape, workers=ctx.workers),
                   lambda: scores(val), val.y, ctx, phase="finetune", label=f"finetune/{epoch}")
     det.model.set_weights(prog.best_weights)
     return lambda name, d: scores(d)
