@@ -105,40 +105,44 @@ def plot_roc(run_dir: str | Path, summary: dict[str, Any], figures: FigureData) 
     return _save(fig, figures_dir(run_dir) / ROC_PNG)
 
 
-def _arm_grid(summary: dict[str, Any], cells) -> tuple[list[str], list[tuple[str, str]], list[str], dict]:
-    """For figures with a row of panels per (arm, grain) and a column per domain: the grains, the rows, the domains
-    and the cells by (arm, grain, domain)."""
+def _arm_panels(summary: dict[str, Any], cells, width: float, height: float, missing: str):
+    """A figure with a row of panels per (arm, grain) and a column per domain; panels without a cell say `missing`.
+    Returns the figure, the grains, and (axes, arm, grain, domain, cell) for every panel that has a cell."""
     grains = _grains(summary, {c.grain for c in cells})
     arms = sorted({c.arm for c in cells}) or ["(none)"]
     domains = sorted({c.domain for c in cells}) or ["(none)"]
-    return (grains, [(arm, grain) for arm in arms for grain in grains], domains,
-            {(c.arm, c.grain, c.domain): c for c in cells})
-
-
-def plot_histograms(run_dir: str | Path, summary: dict[str, Any], figures: FigureData) -> Location:
-    """Score histograms of real vs fake test samples per arm and grain (rows) and domain (columns), pooled over seeds;
-    at the video grain, of the videos' mean scores."""
-    grains, rows, domains, by_key = _arm_grid(summary, figures.distributions)
-    agg = _mean_auc(summary)
-    thr = summary["statistics"]["threshold"]
-    bins = np.linspace(0, 1, 26)
-    fig, axes = _grid(len(rows), len(domains), 4.6, 2.8)
+    by_key = {(c.arm, c.grain, c.domain): c for c in cells}
+    rows = [(arm, grain) for arm in arms for grain in grains]
+    fig, axes = _grid(len(rows), len(domains), width, height)
+    panels = []
     for i, (arm, grain) in enumerate(rows):
         for j, domain in enumerate(domains):
             ax, c = axes[i, j], by_key.get((arm, grain, domain))
             if c is None:
                 ax.set_axis_off()
-                ax.text(0.5, 0.5, _title(f"{arm} · {domain}: no test rows", grain, grains), ha="center", va="center")
-                continue
-            ax.hist(c.real, bins=bins, color=REAL_COLOR, alpha=0.55, label=f"real (n={len(c.real)})")
-            ax.hist(c.fake, bins=bins, color=FAKE_COLOR, alpha=0.55, label=f"fake (n={len(c.fake)})")
-            ax.axvline(thr, color="k", ls="--", lw=0.9)
-            a = agg.get((arm, domain, grain), {})
-            ax.set_title(f"{arm} · {domain} ({len(c.seeds)} seeds pooled)\nmean {auc_label(grain)} "
-                         f"{format_number(a.get('auc_mean'))}", fontsize=9)
-            score = "score (probability of fake)" if grain != "video" else "video score (mean of its frames')"
-            ax.set(xlim=(0, 1), xlabel=score, ylabel=f"{GRAIN_UNIT[grain]}s")
-            ax.legend(fontsize=7.5, loc="upper center")
+                ax.text(0.5, 0.5, _title(f"{arm} · {domain}: {missing}", grain, grains), ha="center", va="center")
+            else:
+                panels.append((ax, arm, grain, domain, c))
+    return fig, grains, panels
+
+
+def plot_histograms(run_dir: str | Path, summary: dict[str, Any], figures: FigureData) -> Location:
+    """Score histograms of real vs fake test samples per arm and grain (rows) and domain (columns), pooled over seeds;
+    at the video grain, of the videos' mean scores."""
+    agg = _mean_auc(summary)
+    thr = summary["statistics"]["threshold"]
+    bins = np.linspace(0, 1, 26)
+    fig, grains, panels = _arm_panels(summary, figures.distributions, 4.6, 2.8, "no test rows")
+    for ax, arm, grain, domain, c in panels:
+        ax.hist(c.real, bins=bins, color=REAL_COLOR, alpha=0.55, label=f"real (n={len(c.real)})")
+        ax.hist(c.fake, bins=bins, color=FAKE_COLOR, alpha=0.55, label=f"fake (n={len(c.fake)})")
+        ax.axvline(thr, color="k", ls="--", lw=0.9)
+        a = agg.get((arm, domain, grain), {})
+        ax.set_title(f"{arm} · {domain} ({len(c.seeds)} seeds pooled)\nmean {auc_label(grain)} "
+                     f"{format_number(a.get('auc_mean'))}", fontsize=9)
+        score = "score (probability of fake)" if grain != "video" else "video score (mean of its frames')"
+        ax.set(xlim=(0, 1), xlabel=score, ylabel=f"{GRAIN_UNIT[grain]}s")
+        ax.legend(fontsize=7.5, loc="upper center")
     fig.suptitle(f"Confidence by class, test split, clean (threshold {thr})")
     return _save(fig, figures_dir(run_dir) / HISTOGRAMS_PNG)
 
@@ -146,31 +150,24 @@ def plot_histograms(run_dir: str | Path, summary: dict[str, Any], figures: Figur
 def plot_confusion(run_dir: str | Path, summary: dict[str, Any], figures: FigureData) -> Location:
     """2x2 confusion matrices at the report threshold per arm and grain (rows) and domain (columns), summed over
     seeds."""
-    grains, panels, domains, by_key = _arm_grid(summary, figures.confusion)
     thr = summary["statistics"]["threshold"]
-    fig, axes = _grid(len(panels), len(domains), 3.6, 3.3)
-    for i, (arm, grain) in enumerate(panels):
-        for j, domain in enumerate(domains):
-            ax, c = axes[i, j], by_key.get((arm, grain, domain))
-            if c is None:
-                ax.set_axis_off()
-                ax.text(0.5, 0.5, _title(f"{arm} · {domain}: no trials", grain, grains), ha="center", va="center")
-                continue
-            counts = np.array([[c.tn, c.fp], [c.fn, c.tp]])
-            per_class = counts.sum(axis=1, keepdims=True)
-            share = np.divide(counts, per_class, out=np.zeros(counts.shape), where=per_class > 0)
-            ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-            for (r, k), n in np.ndenumerate(counts):
-                name = (("TN", "FP"), ("FN", "TP"))[r][k]
-                ax.text(k, r, f"{name}\n{n}", ha="center", va="center", fontsize=11,
-                        color="white" if share[r, k] > 0.6 else "black")
-            ax.set_xticks([0, 1], ["real", "fake"])
-            ax.set_yticks([0, 1], ["real", "fake"])
-            title = f"{arm} · {domain}\n{len(c.seeds)} seeds summed"
-            if len(grains) > 1:
-                title = f"{arm} · {domain} · {grain} level\n{len(c.seeds)} seeds summed, {GRAIN_UNIT[grain]}s"
-            ax.set(xlabel="predicted", ylabel="true", title=title)
-            ax.title.set_fontsize(9)
+    fig, grains, panels = _arm_panels(summary, figures.confusion, 3.6, 3.3, "no trials")
+    for ax, arm, grain, domain, c in panels:
+        counts = np.array([[c.tn, c.fp], [c.fn, c.tp]])
+        per_class = counts.sum(axis=1, keepdims=True)
+        share = np.divide(counts, per_class, out=np.zeros(counts.shape), where=per_class > 0)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (r, k), n in np.ndenumerate(counts):
+            name = (("TN", "FP"), ("FN", "TP"))[r][k]
+            ax.text(k, r, f"{name}\n{n}", ha="center", va="center", fontsize=11,
+                    color="white" if share[r, k] > 0.6 else "black")
+        ax.set_xticks([0, 1], ["real", "fake"])
+        ax.set_yticks([0, 1], ["real", "fake"])
+        title = f"{arm} · {domain}\n{len(c.seeds)} seeds summed"
+        if len(grains) > 1:
+            title = f"{arm} · {domain} · {grain} level\n{len(c.seeds)} seeds summed, {GRAIN_UNIT[grain]}s"
+        ax.set(xlabel="predicted", ylabel="true", title=title)
+        ax.title.set_fontsize(9)
     fig.suptitle(f"Confusion at threshold {thr} (score >= {thr} is fake), test split, clean")
     return _save(fig, figures_dir(run_dir) / CONFUSION_PNG)
 
