@@ -44,7 +44,8 @@ class PrepareConfig:
     # its Test part and adapts on the rest.
     keep_dataset_splits: bool = False
     video_frames: int = 8  # evenly spaced frames sampled from each video
-    # Per-class caps (the paper: 200 per class on the source set, 150 on the target set); 0 means no cap.
+    # Per-class caps (the paper: 200 per class on the source set, 150 on the target set): files sampled per class for
+    # face detection (a file without a usable face is not replaced); 0 means no cap.
     source_per_class_cap: int = 200
     target_per_class_cap: int = 150
     # Splits are drawn by hashing each sample's group with this seed, so they never depend on file order.

@@ -35,7 +35,7 @@ MANIFEST = pa.schema([
     ("domain", pa.string()),
     ("label", pa.int8()),  # 0 real, 1 fake
     ("group", pa.string()),  # samples of one group (an identity, a video) never cross splits
-    ("split", pa.string()),  # train|val|test (source), adapt|test (target); "" when not sampled
+    ("split", pa.string()),  # train|val|test (source), adapt|test (target), drawn among the ok rows; "" for the rest
     ("status", pa.string()),
     ("reason", pa.string()),
     ("video_id", pa.string()),  # content hash of the video a frame comes from; "" for an image
