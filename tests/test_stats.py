@@ -1,6 +1,7 @@
 """Statistics against independent references: scikit-learn, scipy, analytic values and hand-worked examples."""
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
 from dfsweep.verdict import stats
+
+import stats_reference  # tests/stats_reference.py: the slow direct bootstraps the fast ones replaced
 
 
 def _data(n_pos=60, n_neg=80, shift=1.0, seed=0, ties=False):
@@ -254,15 +257,64 @@ def test_delong_identical_scores_and_clearly_better_candidate():
 
 
 def test_resampled_aucs_match_sklearn_row_by_row():
-    # The counting shortcut of the bootstraps against roc_auc_score on explicit resamples (ties included).
+    # The reference's counting shortcut against roc_auc_score on explicit resamples (ties included).
     y, s = _data(n_pos=25, n_neg=35, seed=6, ties=True)
     pos, neg = s[y == 1], s[y == 0]
     rng = np.random.default_rng(1)
     ip, ineg = rng.integers(0, 25, (50, 25)), rng.integers(0, 35, (50, 35))
-    got = stats._resampled_aucs(pos, neg, ip, ineg)
+    got = stats_reference._resampled_aucs(pos, neg, ip, ineg)
     yb = np.r_[np.ones(25, int), np.zeros(35, int)]
     ref = [roc_auc_score(yb, np.r_[pos[ip[b]], neg[ineg[b]]]) for b in range(50)]
     np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_pos, n_neg, decimals, reals_looked_up, ties_across", [
+    (25, 35, 1, False, True),  # heavy ties across the classes: the slots "at" a score are used
+    (25, 35, None, False, False),  # continuous scores: no tie across classes, the one-slot path
+    (3, 400, 2, False, True),  # a tiny class of fakes: they are looked up, the reals counted
+    (400, 3, 2, True, True),  # a tiny class of reals: looked up instead (negated scores)
+    (400, 3, None, True, False),
+    (30, 30, 0, False, True),  # a handful of distinct scores
+])
+def test_win_counter_matches_sklearn_row_by_row(n_pos, n_neg, decimals, reals_looked_up, ties_across):
+    # The fast count (one class looked up, the other histogrammed into slots) against roc_auc_score resample by
+    # resample, exactly: wins2 / (2 m n) is the float that ranking gives. Both parts of each class are exercised.
+    rng = np.random.default_rng(n_pos + n_neg)
+    s = np.r_[rng.normal(0.7, 1, n_pos), rng.normal(0, 1, n_neg)]
+    s = s if decimals is None else np.round(s, decimals)
+    pos, neg = s[:n_pos], s[n_pos:]
+    counter = stats._WinCounter(pos, neg)
+    assert counter.look_up_reals is reals_looked_up and (counter.table is not None) is ties_across
+    ip, ineg = rng.integers(0, n_pos, (60, n_pos)), rng.integers(0, n_neg, (60, n_neg))
+    wins2 = counter.wins2(ip, ineg)
+    assert wins2.dtype == np.int64
+    yb = np.r_[np.ones(n_pos, int), np.zeros(n_neg, int)]
+    ref = np.array([roc_auc_score(yb, np.r_[pos[ip[b]], neg[ineg[b]]]) for b in range(60)])
+    np.testing.assert_allclose(wins2 / (2 * n_pos * n_neg), ref, rtol=0, atol=1e-15)
+    # by hand, resample 0: 2 per pair the fake wins, 1 per tie
+    x, r = pos[ip[0]][:, None], neg[ineg[0]][None, :]
+    assert wins2[0] == 2 * (x > r).sum() + (x == r).sum()
+
+
+@pytest.mark.parametrize("n_rows, draw_entries", [(7, 10**6), (7, 48), (7, 16), (7, 1), (0, 16)])
+def test_resamples_are_the_whole_draws_in_blocks(n_rows, draw_entries, monkeypatch):
+    # The fakes' indices of every resample, then the reals': block by block (drawn and counted on threads) the same
+    # numbers, in the same order, as the reference's two whole draws, and the generator left where they leave it
+    # (the hierarchical bootstrap draws on from there).
+    monkeypatch.setattr(stats, "_DRAW_ENTRIES", draw_entries)  # 16 entries: one resample of 11 + 5 per block
+    whole = np.random.default_rng(4)
+    ip, ineg = whole.integers(0, 11, (n_rows, 11)), whole.integers(0, 5, (n_rows, 5))
+    seen = []
+
+    def count(bp, bn):
+        seen.append(len(bp))
+        return np.c_[bp, bn]  # every draw of each resample, one row per resample
+
+    rng = np.random.default_rng(4)
+    got = stats._count_resamples(count, rng, n_rows, 11, 5)
+    np.testing.assert_array_equal(got.reshape(n_rows, 16), np.c_[ip, ineg])
+    assert sum(seen) == n_rows and max(seen, default=0) == min(n_rows, max(1, draw_entries // 16))
+    assert rng.integers(0, 2**31, 4).tolist() == whole.integers(0, 2**31, 4).tolist()
 
 
 def test_paired_bootstrap_seeded_and_contains_point():
@@ -310,8 +362,35 @@ def test_wilcoxon_matches_scipy_and_refuses_small_samples():
     assert six.p_value == pytest.approx(sps.wilcoxon(cand[:6], base[:6], alternative="greater").pvalue)
     few = stats.wilcoxon_greater(cand[:5], base[:5])
     assert math.isnan(few.p_value) and few.n_pairs == 5 and "fewer than 6" in few.reason
+    assert few.reason == "fewer than 6 pairs (5)" and (r.n_zero, six.n_zero, few.n_zero) == (0, 0, 0)
     with pytest.raises(ValueError, match="same length"):
         stats.wilcoxon_greater(cand, base[:6])
+
+
+def test_wilcoxon_counts_only_the_pairs_scipy_ranks():
+    # scipy's default zero_method="wilcox" drops zero differences before ranking, so the minimum of 6 pairs and the
+    # pairs reported are the nonzero ones. Six seeds, two of them with equal AUCs: scipy ranks 4 and its p would be
+    # 2**-4 = 0.0625, a test that cannot reach 0.05 and is shown as if 6 pairs were behind it.
+    cand6 = np.array([0.75, 0.80, 0.70, 0.90, 0.65, 0.85])
+    base6 = np.array([0.75, 0.70, 0.70, 0.80, 0.60, 0.70])  # seeds 1 and 3 tie
+    assert sps.wilcoxon(cand6, base6, alternative="greater").pvalue == pytest.approx(2 ** -4)
+    six = stats.wilcoxon_greater(cand6, base6)
+    assert math.isnan(six.p_value) and math.isnan(six.statistic)
+    assert (six.n_pairs, six.n_zero) == (4, 2)
+    assert six.reason == "fewer than 6 pairs (4; 2 with zero difference left out)"
+    # Eight seeds, two ties: 6 pairs ranked, enough to run; the same statistic and p as scipy, all from 6 pairs.
+    cand8, base8 = np.r_[cand6, 0.95, 0.72], np.r_[base6, 0.85, 0.71]
+    eight = stats.wilcoxon_greater(cand8, base8)
+    ref = sps.wilcoxon(cand8, base8, alternative="greater")
+    assert (eight.n_pairs, eight.n_zero, eight.reason) == (6, 2, None)
+    assert eight.statistic == pytest.approx(ref.statistic) and eight.p_value == pytest.approx(ref.pvalue)
+    assert eight.p_value == pytest.approx(2 ** -6)  # every nonzero difference positive: the smallest p of 6 ranks
+    # All differences zero: nothing to rank.
+    flat = stats.wilcoxon_greater(cand8, cand8.copy())
+    assert math.isnan(flat.p_value) and (flat.n_pairs, flat.n_zero) == (0, 8)
+    assert flat.reason == "fewer than 6 pairs (0; 8 with zero difference left out)"
+    with pytest.raises(ValueError, match=r"^min_pairs must be at least 1, got 0$"):
+        stats.wilcoxon_greater(cand8, base8, min_pairs=0)
 
 
 def _seeds(k, seed=0):
@@ -451,3 +530,116 @@ def test_percentile_intervals_are_the_equal_tailed_quantiles_of_their_replicates
     boot = [roc_auc_score(np.r_[np.ones(15), np.zeros(20)], np.r_[bp[b], bn[b]]) for b in range(400)]
     assert (ci.low, ci.high) == (pytest.approx(np.quantile(boot, 0.1)), pytest.approx(np.quantile(boot, 0.9)))
     assert ci.confidence == 0.8
+
+
+# --- the fast bootstraps against the slow reference they replaced (tests/stats_reference.py) -----------------------
+# Same seed -> the same resample draws -> the same AUC per resample (both are the correctly rounded value of the same
+# rational) -> the same interval, exactly. "tiny chunks" forces many draw blocks and count chunks at small sizes.
+
+def _scores(n_pos, n_neg, decimals, seed, shift=0.8):
+    rng = np.random.default_rng(seed)
+    s = np.r_[rng.normal(shift, 1, n_pos), rng.normal(0, 1, n_neg)]
+    y = np.r_[np.ones(n_pos, int), np.zeros(n_neg, int)]
+    perm = rng.permutation(len(y))  # classes interleaved, as in a real score file
+    s = s if decimals is None else np.round(s, decimals)
+    return y[perm], s[perm], np.round(0.6 * s[perm] + rng.normal(0, 0.8, len(y)), 2 if decimals is not None else 12)
+
+
+SIZES = [  # (fakes, reals, decimals of the scores: None = continuous)
+    (60, 80, None), (60, 80, 2), (40, 40, 0), (3, 500, None), (500, 3, 2), (1, 50, 2), (50, 1, None), (2, 2, None),
+    (2000, 3000, 2), (2000, 3000, None)]
+
+
+@pytest.fixture(params=["default chunks", "tiny chunks"])
+def chunks(request, monkeypatch):
+    if request.param == "tiny chunks":
+        monkeypatch.setattr(stats, "_DRAW_ENTRIES", 97)
+        monkeypatch.setattr(stats, "_COUNT_ENTRIES", 61)
+    return request.param
+
+
+@pytest.mark.parametrize("n_pos, n_neg, decimals", SIZES)
+def test_bootstrap_auc_ci_equals_the_reference(n_pos, n_neg, decimals, chunks):
+    y, s, _ = _scores(n_pos, n_neg, decimals, seed=n_pos + n_neg)
+    for seed in (0, 11, np.random.SeedSequence([3, 2024])):
+        for n_resamples, confidence in ((300, 0.95), (257, 0.8)):
+            got = stats.bootstrap_auc_ci(y, s, n_resamples=n_resamples, confidence=confidence, seed=seed)
+            assert got == stats_reference.bootstrap_auc_ci(y, s, n_resamples=n_resamples, confidence=confidence,
+                                                           seed=seed)
+            assert (got.n_pos, got.n_neg, got.n_resamples) == (n_pos, n_neg, n_resamples)
+
+
+@pytest.mark.parametrize("n_pos, n_neg, decimals", SIZES)
+def test_paired_bootstrap_equals_the_reference(n_pos, n_neg, decimals, chunks):
+    y, s1, s2 = _scores(n_pos, n_neg, decimals, seed=7 + n_pos)
+    for seed in (0, 5, np.random.SeedSequence(9)):
+        got = stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=311, seed=seed)
+        assert got == stats_reference.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=311, seed=seed)
+    # identical models: every resample's difference exactly 0 in both, so prob_positive is 0 in both
+    same = stats.paired_bootstrap_auc_diff(y, s1, s1.copy(), n_resamples=200, seed=1)
+    assert same == stats_reference.paired_bootstrap_auc_diff(y, s1, s1.copy(), n_resamples=200, seed=1)
+    assert same.prob_positive == 0.0
+
+
+def test_bootstraps_equal_the_reference_with_all_scores_tied_and_perfect_separation(chunks):
+    y = np.r_[np.ones(30, int), np.zeros(45, int)]
+    flat, perfect = np.full(75, 0.5), np.where(y == 1, 0.9, 0.1)
+    for s in (flat, perfect):
+        assert (stats.bootstrap_auc_ci(y, s, n_resamples=150, seed=2)
+                == stats_reference.bootstrap_auc_ci(y, s, n_resamples=150, seed=2))
+    assert (stats.paired_bootstrap_auc_diff(y, perfect, flat, n_resamples=150, seed=2)
+            == stats_reference.paired_bootstrap_auc_diff(y, perfect, flat, n_resamples=150, seed=2))
+
+
+@pytest.mark.parametrize("sizes", [
+    [(30, 40, None), (5, 60, 1), (50, 50, 2), (1, 30, None)],  # mixed sizes, ties, a seed with a single fake
+    [(200, 300, 2)] * 3,
+    [(40, 40, None)],  # one seed: every resample draws it once
+])
+def test_hierarchical_bootstrap_equals_the_reference(sizes, chunks):
+    per_seed = [_scores(m, n, d, seed=100 + j) for j, (m, n, d) in enumerate(sizes)]
+    for seed in (0, 3, np.random.SeedSequence([1, 2])):
+        for n_resamples in (200, 333):
+            got = stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=n_resamples, seed=seed)
+            assert got == stats_reference.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=n_resamples, seed=seed)
+
+
+def test_bootstraps_equal_the_reference_at_the_field_s_scale():
+    # 50,000 test samples per domain (float32 probabilities, as in a score file: some ties); the reference holds a
+    # (B, n) array, so B is small here; bench/report.py times both at B = 2,000.
+    rng = np.random.default_rng(50)
+    y = (rng.random(50_000) < 0.5).astype(int)
+    s1 = (1 / (1 + np.exp(-(rng.normal(0, 1, 50_000) + 1.2 * y)))).astype(np.float32).astype(np.float64)
+    s2 = (1 / (1 + np.exp(-(0.5 * np.log(s1 / (1 - s1)) + rng.normal(0, 1, 50_000))))).astype(np.float32)
+    s2 = s2.astype(np.float64)
+    assert stats.bootstrap_auc_ci(y, s1, n_resamples=100, seed=8) == stats_reference.bootstrap_auc_ci(
+        y, s1, n_resamples=100, seed=8)
+    assert stats.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=100, seed=8) == (
+        stats_reference.paired_bootstrap_auc_diff(y, s1, s2, n_resamples=100, seed=8))
+    per_seed = [(y, s1, s2), (y[:20_000], s2[:20_000], s1[:20_000])]
+    assert stats.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=100, seed=8) == (
+        stats_reference.hierarchical_bootstrap_mean_diff(per_seed, n_resamples=100, seed=8))
+
+
+def _peak_mib(fn) -> float:
+    # numpy reports its array buffers to tracemalloc (from every thread), so this is the call's own peak
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_bootstrap_memory_is_bounded_by_the_chunk_not_by_b_times_n():
+    # The reference holds (B, n) index, score and rank arrays (B = 2,000 resamples of 50,000 samples: 100M entries
+    # each); the fast path holds a few blocks of about _DRAW_ENTRIES draws, whatever B.
+    y = np.r_[np.ones(25_000, int), np.zeros(25_000, int)]
+    s = np.random.default_rng(0).normal(size=50_000) + y
+    small = _peak_mib(lambda: stats.bootstrap_auc_ci(y, s, n_resamples=200, seed=1))
+    large = _peak_mib(lambda: stats.bootstrap_auc_ci(y, s, n_resamples=800, seed=1))
+    reference = _peak_mib(lambda: stats_reference.bootstrap_auc_ci(y, s, n_resamples=100, seed=1))
+    assert large < 64 and large - small < 1  # flat in B (the B replicates themselves are 8 bytes each)
+    assert reference > 4 * large  # what it replaces: already 100 x 50,000 floats per array at B = 100
+    paired = _peak_mib(lambda: stats.paired_bootstrap_auc_diff(y, s, s[::-1].copy(), n_resamples=400, seed=1))
+    assert paired < 64

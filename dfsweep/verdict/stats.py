@@ -2,11 +2,19 @@
 
 Conventions: labels are 1 = fake (positive), 0 = real; scores are probabilities of fake. AUC counts ties as 1/2.
 `confidence` is the coverage of an interval (0.95). Imports nothing from dfsweep: the summary calls in, never back.
+
+The AUC bootstraps draw the resamples they always drew and count each resample's Mann-Whitney wins a chunk of
+resamples at a time (`_WinCounter`), never ranking a (B, n) array: time O(B (n + distinct scores)), memory bounded
+by the chunk. tests/stats_reference.py keeps the direct implementation that the tests hold them to.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,20 +65,19 @@ class AucCI:
     method: str = "stratified percentile bootstrap"
 
 
-def bootstrap_auc_ci(y, s, *, n_resamples: int = 2000, confidence: float = 0.95, seed: int | np.random.SeedSequence = 0) -> AucCI:
+def bootstrap_auc_ci(y, s, *, n_resamples: int = 2000, confidence: float = 0.95,
+                     seed: int | np.random.SeedSequence = 0) -> AucCI:
     """Percentile CI of the AUC, resampling fakes and reals separately (both classes in every resample)."""
     y, s = _check_binary(y, s)
     pos, neg = s[y == 1], s[y == 0]
     point = auc(y, s)
-    if len(pos) == 0 or len(neg) == 0:
-        return AucCI(point, float("nan"), float("nan"), confidence, n_resamples, len(pos), len(neg))
-    rng = np.random.default_rng(seed)
-    bp = pos[rng.integers(0, len(pos), (n_resamples, len(pos)))]
-    bn = neg[rng.integers(0, len(neg), (n_resamples, len(neg)))]
-    ranks = sps.rankdata(np.concatenate([bp, bn], axis=1), axis=1)
-    boot = _auc_from_ranks(ranks[:, : len(pos)].sum(axis=1), len(pos), len(neg))
+    m, n = len(pos), len(neg)
+    if m == 0 or n == 0:
+        return AucCI(point, float("nan"), float("nan"), confidence, n_resamples, m, n)
+    counter = _WinCounter(pos, neg)
+    boot = _count_resamples(counter.wins2, np.random.default_rng(seed), n_resamples, m, n) / (2 * m * n)
     low, high = _percentile_interval(boot, confidence)
-    return AucCI(point, low, high, confidence, n_resamples, len(pos), len(neg))
+    return AucCI(point, low, high, confidence, n_resamples, m, n)
 
 
 @dataclass(frozen=True)
@@ -313,22 +320,119 @@ def delong_test(y, s_candidate, s_baseline) -> DeLong:
     return DeLong(float(aucs[0]), float(aucs[1]), diff, se, z, float(sps.norm.sf(z)), m, n)
 
 
-def _resampled_aucs(pos: np.ndarray, neg: np.ndarray, ip: np.ndarray, ineg: np.ndarray) -> np.ndarray:
-    """AUC of every stratified resample at once: row b holds fakes pos[ip[b]] and reals neg[ineg[b]].
+# Resamples are drawn in blocks of about _DRAW_ENTRIES index draws (8 MiB of int64), at most _AHEAD blocks ahead of
+# the one being counted, and counted _COUNT_ENTRIES entries at a time so that one resample's histogram stays in a
+# core's cache: a bootstrap's working set is a few tens of MiB whatever B and n.
+_DRAW_ENTRIES = 1 << 20
+_COUNT_ENTRIES = 1 << 17
+_AHEAD = 2
 
-    Same value as ranking each row with scipy.stats.rankdata(..., axis=1), but counts instead of sorts: scores
-    become dense integer codes, a per-row histogram of the reals' codes gives, for every fake, the number of reals
-    strictly below it and tied with it. O(B (n + distinct scores)) time and memory.
+
+def _rows_per_block(entries_per_row: int, budget: int | None = None) -> int:
+    return max(1, (_DRAW_ENTRIES if budget is None else budget) // max(entries_per_row, 1))
+
+
+def _count_resamples(count: Callable[[np.ndarray, np.ndarray], np.ndarray], rng: np.random.Generator, n_rows: int,
+                     m: int, n: int) -> np.ndarray:
+    """count(ip, ineg) of the n_rows stratified resamples the reference draws, `rng.integers(0, m, (n_rows, m))`
+    (every resample's fakes) then `rng.integers(0, n, (n_rows, n))` (every resample's reals), concatenated over
+    blocks of resamples without ever holding all the draws; rng ends where the two whole draws leave it.
+
+    A Generator's bounded integers are read off one stream, so drawing in pieces gives the numbers one draw gives.
+    The reals' draws start where the fakes' end: a copy of rng reads the fakes' part while rng itself is first moved
+    past it (drawn and dropped) and then reads the reals'. One worker thread draws, in the order the blocks are
+    asked for, while the caller counts the block before: numpy fills the arrays without holding the GIL.
     """
-    codes = (sps.rankdata(np.concatenate([pos, neg]), method="dense") - 1).astype(np.intp)
-    cp, cn = codes[: len(pos)], codes[len(pos):]
-    b, k = ip.shape[0], int(codes.max()) + 1
-    rows = np.arange(b)[:, None] * k
-    count = np.bincount((rows + cn[ineg]).ravel(), minlength=b * k).reshape(b, k)
-    below = np.cumsum(count, axis=1) - count
-    at = rows + cp[ip]
-    wins = below.ravel()[at] + 0.5 * count.ravel()[at]
-    return wins.sum(axis=1) / (ip.shape[1] * ineg.shape[1])
+    step = _rows_per_block(m + n)
+    rows = [min(step, n_rows - start) for start in range(0, n_rows, step)]
+    fakes = copy.deepcopy(rng)
+
+    def skip_fakes() -> None:
+        for r in rows:
+            rng.integers(0, m, (r, m))
+
+    def draw(r: int) -> tuple[np.ndarray, np.ndarray]:
+        return fakes.integers(0, m, (r, m)), rng.integers(0, n, (r, n))
+
+    counted = []
+    with ThreadPoolExecutor(max_workers=1) as drawer:
+        skipped = drawer.submit(skip_fakes)  # runs first: one worker runs its tasks in the order they came
+        ahead = deque(drawer.submit(draw, r) for r in rows[:_AHEAD])
+        for i in range(len(rows)):
+            block = ahead.popleft().result()
+            if i + _AHEAD < len(rows):
+                ahead.append(drawer.submit(draw, rows[i + _AHEAD]))
+            counted.append(count(*block))
+        skipped.result()
+    return np.concatenate(counted) if counted else np.zeros(0)
+
+
+class _WinCounter:
+    """Mann-Whitney counts of one model's scores over stratified resamples given as index draws.
+
+    `wins2(ip, ineg)` gives, per resample, 2 #(fake > real) + #(fake = real) over its m n pairs, in exact integers:
+    wins2 / (2 m n) is the AUC, the same float that ranking the resample gives (both are the correctly rounded value
+    of the same rational).
+
+    Sort once: one class is "looked up" (one table read per draw), the other "counted" (a histogram per resample
+    over slots between and at the looked-up class's distinct scores: below the first, at it where a counted score
+    ties it, between it and the next, ...). The histogram's running sum then gives, for every looked-up score, the
+    counted scores below it (at its "between" slot) and up to it (at its "at" slot); their sum is its 2 below + tied.
+    Looking up the reals works the same on negated scores (a fake above a real is a real below a fake). Each class
+    is tried in each part and the cheaper kept: O(n + distinct scores) per resample.
+    """
+
+    def __init__(self, pos: np.ndarray, neg: np.ndarray):
+        options = (self._layout(pos, neg), self._layout(-neg, -pos))
+        # per resample: 3 passes over the looked-up draws, 2 over the counted ones, 2 over the slots
+        cost = [3 * len(g) + 2 * len(c) + 2 * layout[3] for layout, (g, c) in zip(options, ((pos, neg), (neg, pos)))]
+        self.look_up_reals = cost[1] < cost[0]
+        self.code, self.counted_slot, self.table, self.k = options[self.look_up_reals]
+        self.entries_per_resample = len(pos) + len(neg) + self.k
+
+    @staticmethod
+    def _layout(looked_up: np.ndarray, counted: np.ndarray):
+        """(distinct-score code of each looked-up score, slot of each counted score, the (between, at) slot pair of
+        each distinct looked-up score or None when no score is shared, number of slots)."""
+        u, code = np.unique(looked_up, return_inverse=True)
+        q = len(u)
+        t = np.searchsorted(u, counted)  # distinct looked-up scores strictly below each counted score
+        tied = np.zeros(len(counted), dtype=bool)
+        inside = t < q
+        tied[inside] = u[t[inside]] == counted[inside]
+        has_at = np.zeros(q, dtype=bool)
+        has_at[t[tied]] = True  # an "at" slot only for a looked-up score that some counted score equals
+        between = np.arange(q + 1) + np.r_[0, np.cumsum(has_at)]  # slot of the gap just below u[t] (t = q: above all)
+        counted_slot = between[t] + tied
+        table = (between[:q], between[:q] + has_at) if has_at.any() else None
+        return code.astype(np.intp), counted_slot.astype(np.intp), table, q + 1 + int(has_at.sum())
+
+    def wins2(self, ip: np.ndarray, ineg: np.ndarray) -> np.ndarray:
+        """2 #(fake > real) + #(fake = real) of each resample (row): fakes pos[ip[b]], reals neg[ineg[b]]."""
+        look, count = (ineg, ip) if self.look_up_reals else (ip, ineg)
+        step = _rows_per_block(self.entries_per_resample, _COUNT_ENTRIES)
+        return np.concatenate([self._wins2(look[i:i + step], count[i:i + step]) for i in range(0, len(look), step)])
+
+    def _wins2(self, look: np.ndarray, count: np.ndarray) -> np.ndarray:
+        b, k = len(look), self.k
+        slots = np.take(self.counted_slot, count)
+        slots += np.arange(0, b * k, k)[:, None]  # one histogram of k slots per resample, side by side
+        running = np.bincount(slots.ravel(), minlength=b * k).reshape(b, k).cumsum(axis=1)
+        if self.table is None:  # no tie across classes: below and up-to are the same slot
+            table, factor = running, 2
+        else:
+            table, factor = np.take(running, self.table[0], axis=1), 1
+            table += np.take(running, self.table[1], axis=1)
+        at = np.take(self.code, look)
+        at += np.arange(0, b * table.shape[1], table.shape[1])[:, None]
+        return factor * np.take(table, at).sum(axis=1)
+
+
+def _auc_diff(cand_pos, cand_neg, base_pos, base_neg) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The count that gives AUC(candidate) - AUC(baseline) of each resample, both models on the same draws."""
+    cand, base = _WinCounter(cand_pos, cand_neg), _WinCounter(base_pos, base_neg)
+    pairs = 2 * len(cand_pos) * len(cand_neg)
+    return lambda ip, ineg: cand.wins2(ip, ineg) / pairs - base.wins2(ip, ineg) / pairs
 
 
 @dataclass(frozen=True)
@@ -354,39 +458,42 @@ def paired_bootstrap_auc_diff(y, s_candidate, s_baseline, *, n_resamples: int = 
     if m == 0 or n == 0:
         nan = float("nan")
         return PairedBootstrap(nan, nan, nan, confidence, nan, n_resamples)
-    rng = np.random.default_rng(seed)
-    ip = rng.integers(0, m, (n_resamples, m))
-    ineg = rng.integers(0, n, (n_resamples, n))
-    boot = _resampled_aucs(sc[pos], sc[neg], ip, ineg) - _resampled_aucs(sb[pos], sb[neg], ip, ineg)
+    boot = _count_resamples(_auc_diff(sc[pos], sc[neg], sb[pos], sb[neg]), np.random.default_rng(seed), n_resamples,
+                            m, n)
     low, high = _percentile_interval(boot, confidence)
     return PairedBootstrap(auc(y, sc) - auc(y, sb), low, high, confidence, float(np.mean(boot > 0)), n_resamples)
 
 
 @dataclass(frozen=True)
 class Wilcoxon:
-    """One-sided Wilcoxon signed-rank test across seeds, H1: candidate > baseline."""
+    """One-sided Wilcoxon signed-rank test across seeds, H1: candidate > baseline. n_pairs counts the pairs ranked
+    (nonzero differences); n_zero the pairs left out because their difference is zero."""
 
     statistic: float
     p_value: float
     n_pairs: int
+    n_zero: int
     reason: str | None = None
     alternative: str = "greater"
 
 
 def wilcoxon_greater(candidate, baseline, *, min_pairs: int = 6) -> Wilcoxon:
-    """scipy.stats.wilcoxon(alternative='greater') on paired per-seed values. With n pairs the smallest attainable
-    one-sided p is 2**-n, so below min_pairs the test says little and is not run: nan with a reason instead.
+    """scipy.stats.wilcoxon(alternative='greater') on paired per-seed values. scipy's default zero_method='wilcox'
+    drops zero differences before ranking, so only the nonzero ones count: with n of them the smallest attainable
+    one-sided p is 2**-n, and below min_pairs the test says little and is not run: nan with a reason instead.
     """
     a, b = np.asarray(candidate, np.float64), np.asarray(baseline, np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired samples must have the same length, got {len(a)} and {len(b)}")
-    n = len(a)
-    if n < min_pairs:
-        return Wilcoxon(float("nan"), float("nan"), n, f"fewer than {min_pairs} pairs ({n})")
-    if np.all(a == b):
-        return Wilcoxon(float("nan"), float("nan"), n, "all differences are zero")
+    if min_pairs < 1:
+        raise ValueError(f"min_pairs must be at least 1, got {min_pairs}")
+    used = int(np.count_nonzero(a - b))  # the criterion scipy applies: a difference exactly 0 is dropped
+    zero = len(a) - used
+    if used < min_pairs:
+        dropped = f"; {zero} with zero difference left out" if zero else ""
+        return Wilcoxon(float("nan"), float("nan"), used, zero, f"fewer than {min_pairs} pairs ({used}{dropped})")
     res = sps.wilcoxon(a, b, alternative="greater")
-    return Wilcoxon(float(res.statistic), float(res.pvalue), n)
+    return Wilcoxon(float(res.statistic), float(res.pvalue), used, zero)
 
 
 @dataclass(frozen=True)
@@ -426,11 +533,9 @@ def hierarchical_bootstrap_mean_diff(per_seed, *, n_resamples: int = 2000, confi
     total = np.zeros(n_resamples)
     for j, (y, sc, sb) in enumerate(data):
         p = y == 1
-        rows = np.repeat(np.arange(n_resamples), draws[:, j])  # one entry per draw of seed j
         m, n = int(p.sum()), int((~p).sum())
-        ip = rng.integers(0, m, (len(rows), m))
-        ineg = rng.integers(0, n, (len(rows), n))
-        d = _resampled_aucs(sc[p], sc[~p], ip, ineg) - _resampled_aucs(sb[p], sb[~p], ip, ineg)
+        rows = np.repeat(np.arange(n_resamples), draws[:, j])  # one sample resample per draw of seed j
+        d = _count_resamples(_auc_diff(sc[p], sc[~p], sb[p], sb[~p]), rng, len(rows), m, n)
         total += np.bincount(rows, weights=d, minlength=n_resamples)
     boot = total / k
     low, high = _percentile_interval(boot, confidence)

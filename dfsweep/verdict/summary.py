@@ -372,6 +372,7 @@ def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: Report
                         seeds=seeds, n_pairs=res.n_pairs, mean_diff=res.mean_diff, t=res.t, df=res.df,
                         p_value=res.p_value, samples_differ_for_seeds=unpaired,
                         wilcoxon_statistic=w.statistic, wilcoxon_p=w.p_value, wilcoxon_reason=w.reason,
+                        wilcoxon_n_pairs=w.n_pairs, wilcoxon_n_zero=w.n_zero,
                         hier_mean_diff=hb.mean_diff, hier_ci_low=hb.low, hier_ci_high=hb.high,
                         hier_ci_level=hb.confidence))
     for family_key in {(t["auc_level"], t["domain"]) for t in out}:
@@ -572,8 +573,9 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
                       f"(H1: candidate AUC > baseline AUC) and a {ci} paired stratified percentile bootstrap CI of ΔAUC, "
                       f"B={cfg.bootstrap_samples}; prob_positive is a bootstrap probability, not a p-value"),
             across_seeds=(f"p_holm: Holm-adjusted t-test p over the candidate arms of a domain; Wilcoxon signed-rank, "
-                          f"one-sided, only with >= 6 seeds; hierarchical bootstrap (seeds, then fakes and reals) "
-                          f"{ci} CI of the mean ΔAUC, B={cfg.bootstrap_samples}"),
+                          f"one-sided, only with >= 6 seeds whose Δ is nonzero (a zero Δ is left out of the ranks and "
+                          f"counted, as scipy's zero_method='wilcox' does); hierarchical bootstrap (seeds, then fakes "
+                          f"and reals) {ci} CI of the mean ΔAUC, B={cfg.bootstrap_samples}"),
             robustness=(f"test rows with a perturbation; mean across seeds with a {ci} band, "
                         f"mean ± t_(1+level)/2,n-1 · sd / sqrt(n); accuracy at threshold {cfg.threshold}"),
         ),

@@ -121,6 +121,8 @@ def more_views_tables(summary: dict[str, Any]) -> list[TextTable]:
         for r in _rows_of_grain(summary["tests"], grain):
             wp = (format_number(r["wilcoxon_p"], 4) if r["wilcoxon_reason"] is None
                   else f"not run: {r['wilcoxon_reason']}")
+            if r["wilcoxon_reason"] is None and r.get("wilcoxon_n_zero"):  # say the p rests on fewer seeds
+                wp += f" ({r['wilcoxon_n_pairs']} pairs; {r['wilcoxon_n_zero']} with zero difference left out)"
             rows.append((r["domain"], _versus(r), format_number(r["wilcoxon_statistic"], 1), wp,
                          f"{format_number(r['hier_mean_diff'], 4)} "
                          f"{format_interval(r['hier_ci_low'], r['hier_ci_high'], 4)}"))
