@@ -12,7 +12,7 @@ from rich.console import Console
 
 from dfsweep import schema
 from dfsweep.config import Config, ConfigError
-from dfsweep.orchestrator.run import RunError, attach, resolve_config
+from dfsweep.orchestrator.run import RunError, attach, check_inputs, needs_datasets, resolve_config, saved_config_error
 from dfsweep.storage import StorageError
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # silences TensorFlow's oneDNN banner
@@ -113,6 +113,10 @@ def prepare(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source
 
     run = _open_run(run_dir)
     cfg = _resolve_config(run, config, source, target, **_prepare_overrides(layout, workers, gpus_per_worker))
+    try:
+        check_inputs(cfg, run, weights=False)
+    except RunError as exc:
+        _fail(str(exc))
     _attach(address, run, shared_storage, gpus_asked=cfg.prepare.gpus_per_face_worker > 0, lazy=True)
     try:
         acc = run_prepare(cfg, run, force=force, log=console.print)
@@ -136,7 +140,7 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned trials and exit.")) -> None:
     """The whole job: prepare (if its crops are missing) -> Ray Tune sweep -> report. Re-running resumes."""
     from dfsweep.orchestrator.run import run_all
-    from dfsweep.orchestrator.sweep import plan_trials
+    from dfsweep.orchestrator.sweep import plan_trials, sweep_state
 
     run_ = _open_run(run_dir)
     if resume and (config or source or target or layout or workers is not None or gpus_per_worker is not None
@@ -149,19 +153,30 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
                           **_prepare_overrides(layout, workers, gpus_per_worker))
     try:
         trials = plan_trials(cfg)
-    except ValueError as exc:
+        check_inputs(cfg, run_, datasets=needs_datasets(run_, resume))  # before prepare and Ray, dry run or not
+    except (ValueError, RunError) as exc:
         _fail(str(exc))
     res = f"{cfg.sweep.cpus_per_trial:g} CPU, {cfg.sweep.gpus_per_trial:g} GPU per trial"
     console.print(f"{len(trials)} trials ({res}): " + ", ".join(t["trial_id"] for t in trials))
     if dry_run:
         from rich.table import Table
 
+        state = sweep_state(cfg, run_)  # read-only: a dry run sets nothing aside
+        todo = {t["trial_id"] for t in state.todo}
+        console.print(f"{len(todo)} of {len(trials)} trials to run: "
+                      + (", ".join(t["trial_id"] for t in state.todo) or "none (all have scores)"))
+        for tid, why in state.unreadable.items():
+            console.print(f"[yellow]{why}[/]: it would be set aside and trial {tid} run again")
+        if state.note:
+            console.print(f"[yellow]note:[/] {state.note}")
         table = Table(title="planned trials")
-        for col in ("trial", "variant", "augmentation", "seed", "CPU", "GPU"):
+        for col in ("trial", "variant", "augmentation", "seed", "CPU", "GPU", "scores"):
             table.add_column(col)
         for t in trials:
-            table.add_row(t["trial_id"], t["variant"], t["augmentation"], str(t["seed"]), f"{cfg.sweep.cpus_per_trial:g}",
-                          f"{cfg.sweep.gpus_per_trial:g}")
+            tid = t["trial_id"]
+            table.add_row(tid, t["variant"], t["augmentation"], str(t["seed"]), f"{cfg.sweep.cpus_per_trial:g}",
+                          f"{cfg.sweep.gpus_per_trial:g}",
+                          "unreadable: rerun" if tid in state.unreadable else "to run" if tid in todo else "done")
         console.print(table)
         levels = ", ".join(f"{p} {lv}" for p, lv in cfg.train.perturbation_levels()) or "none"
         console.print(f"test-time perturbations (made on the fly by every trial): {levels}; frozen-backbone features "
@@ -186,12 +201,12 @@ def predict(model_or_run: str = typer.Argument(..., help="A .keras model, or a r
     """Score new images, folders or videos: MTCNN face crop, then the model; a table on screen and a CSV."""
     from rich.table import Table
 
+    from dfsweep.orchestrator.predict import ModelError, write_csv
     from dfsweep.orchestrator.predict import predict as run_predict
-    from dfsweep.orchestrator.predict import write_csv
 
     try:
         chosen, rows = run_predict(model_or_run, paths, threshold=threshold)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ModelError, schema.SchemaError, StorageError) as exc:
         _fail(str(exc))
     console.print(f"model: {chosen.path} ({chosen.why})")
     table = Table(title=f"predictions (verdict at threshold {threshold})")
@@ -230,7 +245,10 @@ def report_cmd(run_dir: str = RunDirArg,
             console.print(f"comparison: {path}")
             return
         report(runs[0].root, None, console)
-    except (ConfigError, schema.SchemaError) as exc:
+    except ConfigError as exc:  # the run's saved config (its report section) does not load here
+        bad = next((r for r in runs if r.config.exists()), None)
+        _fail(str(saved_config_error(bad, exc)) if bad else str(exc))
+    except (schema.SchemaError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(f"summary: {runs[0].summary}")
     console.print(f"report: {runs[0].root / REPORT_HTML}")

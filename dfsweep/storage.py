@@ -179,6 +179,14 @@ class Location:
             yield tmp
             self.upload(tmp)
 
+    def move(self, dst: Location) -> None:
+        """Rename this file to `dst` on the same filesystem (an object store copies, then deletes)."""
+        if self.is_local:
+            dst.parent.mkdir()
+            os.replace(self.path, dst.path)
+        else:
+            self.fs.move(self.path, dst.path)
+
     def unlink(self, missing_ok: bool = False) -> None:
         if missing_ok and not self.exists():
             return

@@ -194,3 +194,58 @@ def test_predict_a_folder_with_a_real_a_fake_and_no_face(flow, tiny_demo, tmp_pa
         sub = [r for r in t if r["split"] == "val" and r["perturbation"] == "none"]
         val[f.stem] = auc([r["label"] for r in sub], [r["score"] for r in sub])
     assert choose_model(run.root).path.stem == max(sorted(val), key=lambda k: val[k])
+
+
+def test_predict_scores_a_source_test_image_as_its_trial_did(flow):
+    """predict's preprocessing (MTCNN crop with the model card's settings, resize to the input size, the model's own
+    pixel range) is training's: on source-test images it gives each sample's score in the trial's score file."""
+    from dfsweep.data_pipeline.paths import unescape_path
+    from dfsweep.orchestrator.predict import predict
+
+    run, _, _ = flow
+    paths = {r["sample_id"]: unescape_path(r["path"]) for r in pq.read_table(run.manifest).to_pylist()
+             if r["status"] == "ok"}
+    for tid in ("v1-none-s5", "v2-paper-s5"):
+        rows = [r for r in pq.read_table(run.score_file(tid)).to_pylist()
+                if (r["domain"], r["split"], r["perturbation"]) == ("source", "test", "none")]
+        rows = sorted(rows, key=lambda r: r["sample_id"])[:4]
+        _, preds = predict(run.models / f"{tid}.keras", [paths[r["sample_id"]] for r in rows], log=lambda *a: None)
+        assert [p["status"] for p in preds] == ["ok"] * len(rows), preds
+        got = np.array([p["score"] for p in preds])
+        np.testing.assert_allclose(got, [r["score"] for r in rows], rtol=0, atol=1e-5, err_msg=tid)
+
+
+def test_a_cut_score_file_reruns_its_trial_and_a_dropped_variant_leaves_the_report(flow, tmp_path):
+    """Through the CLI on Ray, in a copy of the run: the sweep's config drops v2 and the cue's score file is cut
+    short. Only the cue runs again (its file set aside in scores/_bad/); the report covers v1 and the cue, and names
+    v2's score file as not in this sweep (issue 13, items 3 and 10)."""
+    import shutil
+
+    run, _, _ = flow
+    copy = schema.RunDir(tmp_path / "run")
+    for name in ("crops", "scores"):
+        shutil.copytree(run.root / name, copy.root / name)
+    for name in ("manifest.parquet", "config.yaml"):
+        shutil.copy(run.root / name, copy.root / name)
+    cfg = yaml.safe_load(run.config.read_text())
+    cfg["sweep"]["variants"] = ["v1", "cue"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    cue = Path(copy.score_file("cue-none-s5"))
+    cue.write_bytes(cue.read_bytes()[: cue.stat().st_size // 2])
+    v1_before = Path(copy.score_file("v1-none-s5")).stat().st_mtime_ns
+
+    result = CliRunner().invoke(app, ["run", str(copy.root), "-c", str(tmp_path / "c.yaml")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = " ".join(result.output.split())
+    assert "cue-none-s5.parquet is not a readable score file" in out and "1 of 2 trials to run: cue-none-s5" in out
+    (aside,) = (copy.scores / "_bad").iterdir()
+    assert aside.name.startswith("cue-none-s5.parquet.")
+    assert Path(copy.score_file("v1-none-s5")).stat().st_mtime_ns == v1_before  # v1 was not run again
+    summary = json.loads(copy.summary.read_text())
+    assert {t["trial_id"] for t in summary["trials"]} == {"v1-none-s5", "cue-none-s5"}
+    assert summary["not_in_sweep"] == ["v2-paper-s5.parquet"] and "not in this sweep" in out
+    keys = [("perturbation", "ascending"), ("level", "ascending"), ("domain", "ascending"), ("split", "ascending"),
+            ("sample_id", "ascending")]
+    again, original = pq.read_table(cue).sort_by(keys), pq.read_table(run.score_file("cue-none-s5")).sort_by(keys)
+    assert again.column("sample_id").equals(original.column("sample_id"))
+    np.testing.assert_allclose(again.column("score").to_numpy(), original.column("score").to_numpy(), atol=1e-6)

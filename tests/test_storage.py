@@ -129,3 +129,119 @@ def test_glob_steps_over_files_on_the_way(where):
     (root / "a" / "marker").write_text("x")
     (root / "a" / "t1" / "result.json").write_text("{}")
     assert [p.name for p in root.glob("a/*/result.json")] == ["result.json"]
+
+
+# A failed write leaves nothing behind: no `.NAME.PID.tmp` beside the target and no partial target (issue 13, item 15).
+
+def _disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+class _FillsUp:
+    """A file object that takes the first half of what it is given, then finds the disk full."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        self._f.write(bytes(data)[: len(data) // 2])
+        self._f.flush()
+        _disk_full()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("old", [None, b"old bytes"], ids=["new", "replacing"])
+def test_a_write_that_fails_midway_leaves_no_temp_file_and_no_partial_target(tmp_path, monkeypatch, old):
+    import builtins
+
+    from dfsweep import storage
+
+    loc = parse(tmp_path / "d") / "scores.parquet"
+    if old is not None:
+        loc.write_bytes(old)
+    real_open = builtins.open
+    monkeypatch.setattr(storage, "open", lambda *a, **k: _FillsUp(real_open(*a, **k)), raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        loc.write_bytes(b"x" * 10_000)
+    assert _leftovers(tmp_path / "d") == ([] if old is None else ["scores.parquet"])
+    assert old is None or Path(loc.path).read_bytes() == old  # the old file whole, not a half-written new one
+
+
+@pytest.mark.parametrize("fail", ["write", "rename"])
+def test_an_upload_that_fails_leaves_no_temp_file_and_no_partial_target(tmp_path, monkeypatch, fail):
+    import shutil
+
+    src = tmp_path / "model.keras"
+    src.write_bytes(os.urandom(100_000))
+    dst = parse(tmp_path / "models") / "m.keras"
+
+    def half_copy(a, b, *args, **kwargs):  # the disk fills up halfway through the copy
+        Path(b).write_bytes(Path(a).read_bytes()[:50_000])
+        _disk_full()
+
+    if fail == "write":
+        monkeypatch.setattr(shutil, "copyfile", half_copy)
+    else:
+        monkeypatch.setattr(os, "replace", _disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        dst.upload(src)
+    assert _leftovers(tmp_path / "models") == []
+
+
+@pytest.mark.parametrize("fail", ["block", "finish"])
+def test_writing_that_fails_leaves_no_temp_file_and_no_partial_target(where, monkeypatch, tmp_path, fail):
+    """block: the code writing through it fails midway; finish: the file cannot be put in place (the rename on a
+    disk, the upload to an object store)."""
+    import tempfile
+
+    from dfsweep import storage
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where a remote write stages its file
+    (tmp_path / "tmp").mkdir()
+    root = parse(where)
+    loc = root / "scores" / "t.parquet"
+    (root / "scores" / "other.txt").write_text("kept")
+    if fail == "finish":
+        monkeypatch.setattr(os, "replace", _disk_full)
+        monkeypatch.setattr(storage.pafs, "copy_files", _disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        with loc.writing() as local:
+            local.write_bytes(b"part of it")
+            if fail == "block":
+                _disk_full()  # e.g. a ParquetWriter that finds the disk full after its first row group
+    assert [p.name for p in (root / "scores").iterdir()] == ["other.txt"]
+    assert _leftovers(tmp_path / "tmp") == []
+    if loc.is_local:
+        assert not list(Path(loc.parent.path).glob(".*"))
+
+
+def test_writing_puts_the_whole_file_in_place(where):
+    loc = parse(where) / "scores" / "t.parquet"
+    with loc.writing() as local:
+        local.write_bytes(b"first ")
+        with open(local, "ab") as f:
+            f.write(b"second")
+        assert not loc.exists()  # not there until the block ends
+    assert loc.read_bytes() == b"first second"
+    assert [p.name for p in loc.parent.iterdir()] == ["t.parquet"]
+
+
+def test_move_renames_a_file_into_a_new_folder(where):
+    root = parse(where)
+    src, dst = root / "scores" / "t.parquet", root / "scores" / "_bad" / "t.parquet.20260101T000000.000000Z"
+    src.write_bytes(b"cut sho")
+    src.move(dst)
+    assert not src.exists() and dst.read_bytes() == b"cut sho"
+    assert [p.name for p in root.glob("scores/*.parquet")] == []  # set aside: out of every *.parquet listing

@@ -3,7 +3,9 @@
 Given a run directory it takes the trial ranked best on SOURCE VAL (AUC from the stored val scores; never test).
 Crops are made the way the model's training crops were: the crop settings of its model card
 (models/<trial>.json, schema.MODEL_CARD_KEYS), then resized to its input size as a trial does.
-Bad inputs get the same treatment as in prepare: a row with a status and a reason, never a crash.
+Bad inputs get the same treatment as in prepare: a row with a status and a reason, never a crash. A model file or
+model card that cannot be used (not a Keras archive, not loadable, not shaped like a detector, a card that does not
+match its model) is a ModelError that says what is wrong with it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from dfsweep import schema
 from dfsweep.storage import Location, parse
 
 PREDICT_COLUMNS = ("file", "frame_index", "face_found", "status", "reason", "face_prob", "score", "verdict")
+ZIP_MAGIC = b"PK\x03\x04"  # a .keras file is a zip archive (config.json, model.weights.h5, metadata.json)
+
+
+class ModelError(ValueError):
+    """A model file or model card that predict cannot use; the message says what is wrong with it."""
 
 
 @dataclass(frozen=True)
@@ -28,14 +35,60 @@ class ChosenModel:
     why: str
 
 
+def read_model_card(path: Location) -> dict:
+    """models/<trial>.json checked (schema.validate_model_card: SchemaError naming the missing keys)."""
+    try:
+        card = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not a model card (not JSON: {exc})") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"{path} is not a model card (a JSON object was expected, got {type(card).__name__})")
+    return schema.validate_model_card(card, str(path))
+
+
+def check_model_file(path: Location) -> None:
+    """A .keras file must be a zip archive: Keras's own message for anything else is "File not found"."""
+    with path.fs.open_input_stream(path.path) as f:
+        head = f.read(8)
+    if head[:4] != ZIP_MAGIC or len(head) < 8:
+        found = "it is empty" if not head else f"it starts with {head!r}"
+        raise ModelError(f"{path} is not a Keras model file (a .keras file is a zip archive; {found}); export it "
+                         "again (model.save('name.keras')), or re-run the trial that made it")
+
+
+def load_model(chosen: ChosenModel):
+    """The Keras model of `chosen`, checked to be a detector (RGB pixels in, one probability out) whose input size is
+    the one its model card states."""
+    check_model_file(chosen.path)
+    import keras
+
+    try:
+        with chosen.path.local_copy() as local:  # Keras reads only local files
+            model = keras.saving.load_model(str(local), compile=False)
+    except Exception as exc:  # Keras raises many types for a file it cannot use; all mean "not this file"
+        raise ModelError(f"cannot load {chosen.path} as a Keras model: {type(exc).__name__}: {exc}") from None
+    shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
+    if len(shape_in) != 4 or shape_in[3] != 3 or shape_in[1] is None or shape_in[1] != shape_in[2]:
+        raise ModelError(f"{chosen.path} takes input of shape {shape_in}, not RGB pixels (None, size, size, 3): it is "
+                         "no dfsweep detector")
+    if shape_out[1:] != (1,):
+        raise ModelError(f"{chosen.path} gives output of shape {shape_out}, not one probability of fake (None, 1): "
+                         "it is no dfsweep detector")
+    card_size = (chosen.meta or {}).get("input_size_px")
+    if card_size is not None and int(card_size) != int(shape_in[1]):
+        raise ModelError(f"{chosen.path} takes {shape_in[1]} px input but its model card "
+                         f"({chosen.path.parent / chosen.path.stem}.json) says {card_size} px: the card belongs to "
+                         "another model")
+    return model
+
+
 def choose_model(model_or_run: str | Path) -> ChosenModel:
     """A .keras file as given, or the run's trial with the highest source-val AUC (ties: trial id); either may be a
     local path or a storage URI."""
     p = parse(model_or_run)
     if p.suffix == ".keras" and p.is_file():
         meta_path = p.parent / f"{p.stem}.json"
-        meta = schema.validate_model_card(json.loads(meta_path.read_text()), str(meta_path)) if meta_path.exists() else {}
-        return ChosenModel(p, meta, "model file given")
+        return ChosenModel(p, read_model_card(meta_path) if meta_path.exists() else {}, "model file given")
     run = schema.RunDir(p)
     if not run.models.is_dir():
         raise FileNotFoundError(f"{p} is neither a .keras model nor a run directory with models/")
@@ -56,7 +109,7 @@ def choose_model(model_or_run: str | Path) -> ChosenModel:
     if not ranked:
         raise FileNotFoundError(f"{run.models} holds no model of a trial with source-val scores")
     best_auc, tid = max(ranked, key=lambda r: (r[0], [-ord(c) for c in r[1]]))
-    meta = schema.validate_model_card(json.loads((run.models / f"{tid}.json").read_text()), f"{run.models / tid}.json")
+    meta = read_model_card(run.models / f"{tid}.json")
     return ChosenModel(run.models / f"{tid}.keras", meta, f"best source-val AUC {best_auc:.3f} of {len(ranked)} trials")
 
 
@@ -104,10 +157,7 @@ def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: flo
     from dfsweep.data_pipeline.scan import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     chosen = choose_model(model_or_run)
-    import keras
-
-    with chosen.path.local_copy() as local:  # Keras reads only local files
-        model = keras.saving.load_model(str(local), compile=False)
+    model = load_model(chosen)
     size = int(model.input_shape[1])
     crop = crop_contract(chosen, size, log)
     cropper = FaceCropper(crop_size_px=crop["crop_size_px"], margin=crop["face_margin"], min_face_px=crop["min_face_px"],
@@ -124,7 +174,7 @@ def predict(model_or_run: str | Path, paths: list[str | Path], *, threshold: flo
         if out["status"] == schema.STATUS_OK:
             x = to_input_size(decode_png_rgb(out["image"]), size).astype(np.float32)[None]
             score = float(model.predict(x, verbose=0).ravel()[0])
-            row.update(face_found=True, face_prob=round(out["face_prob"], 4), score=round(score, 4),
+            row.update(face_found=True, face_prob=float(out["face_prob"]), score=score,  # rounded only when shown
                        verdict="fake" if score >= threshold else "real")
         rows.append(row)
     return chosen, rows
@@ -135,4 +185,5 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=PREDICT_COLUMNS)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in PREDICT_COLUMNS})
+            writer.writerow({k: "" if r.get(k) is None else round(r[k], 4) if k in ("face_prob", "score") else r[k]
+                             for k in PREDICT_COLUMNS})

@@ -1,15 +1,26 @@
 """Plan the trials of a sweep and run them with Ray Tune, one trial per (variant, augmentation, seed).
 
 V1 has no augmentation axis: it runs once per seed, not once per grid point. Trials share the frozen-backbone
-feature cache (sweep.share_work); the degraded test sets are made on the fly by each trial, never stored. A trial whose score file exists is not run
-again, so a resumed `dfsweep run` finishes only what is missing and never duplicates a trial's scores.
+feature cache (sweep.share_work); the degraded test sets are made on the fly by each trial, never stored. A trial
+whose score file exists and reads back is not run again, so a resumed `dfsweep run` finishes only what is missing and
+never duplicates a trial's scores; a score file that does not read back (cut short, not Parquet, not scores) is set
+aside in scores/_bad/ and its trial runs again. The plan is written beside the scores (scores/_PLAN.json) so that the
+report covers exactly the planned trials: seeds or variants added to a run's config run only the new trials, and
+score files of trials dropped from it stay in scores/ but out of the report.
 """
 
 from __future__ import annotations
 
-from dfsweep import schema
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from dfsweep import __version__, schema
 from dfsweep.config import Config
+from dfsweep.storage import Location
 from dfsweep.trainables.variants import get_variant, trial_id
+from dfsweep.verdict.scores import ScoreFileError, not_in_sweep_warning, read_score_file, write_plan
+
+BAD_SCORES = "_bad"  # scores/_bad/<name>.<UTC time>: score files that did not read back, kept for a post-mortem
 
 
 def plan_trials(cfg: Config) -> list[dict]:
@@ -65,18 +76,74 @@ def _raise_on_errors(results) -> None:
         raise RuntimeError(f"{len(failed)} trial(s) failed: {names}; first error: {failed[0].error}")
 
 
+@dataclass(frozen=True)
+class SweepState:
+    """The run's score files against the plan of its config."""
+
+    planned: tuple[dict, ...]
+    todo: tuple[dict, ...]  # planned trials without a usable score file
+    unreadable: dict[str, str]  # trial id -> why its score file cannot be used (it runs again)
+    not_in_sweep: tuple[str, ...]  # names of score files of trials the config does not plan
+
+    @property
+    def note(self) -> str | None:
+        return not_in_sweep_warning(list(self.not_in_sweep)) if self.not_in_sweep else None
+
+
+def sweep_state(cfg: Config, run: schema.RunDir) -> SweepState:
+    """Read-only: which planned trials have a score file that reads back against the scores schema."""
+    planned = plan_trials(cfg)
+    ids = {t["trial_id"] for t in planned}
+    unreadable: dict[str, str] = {}
+    todo = []
+    for t in planned:
+        f = run.score_file(t["trial_id"])
+        if not f.exists():
+            todo.append(t)
+            continue
+        try:
+            read_score_file(f)
+        except ScoreFileError as exc:
+            unreadable[t["trial_id"]] = exc.problem
+            todo.append(t)
+    stale = tuple(f.name for f in run.scores.glob("*.parquet") if f.stem not in ids)
+    return SweepState(tuple(planned), tuple(todo), unreadable, stale)
+
+
+def set_aside(f: Location) -> Location:
+    """Move a score file to scores/_bad/<name>.<UTC time> (kept, out of every *.parquet listing); returns where."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    dst = f.parent / BAD_SCORES / f"{f.name}.{stamp}"
+    f.move(dst)
+    return dst
+
+
+def todo_trials(cfg: Config, run: schema.RunDir, log=print) -> list[dict]:
+    """The planned trials without a usable score file, once the plan is written (scores/_PLAN.json) and every
+    score file that does not read back is set aside (scores/_bad/), so that its trial runs again."""
+    state = sweep_state(cfg, run)
+    for tid, why in state.unreadable.items():
+        aside = set_aside(run.score_file(tid))
+        log(f"[yellow]{why}[/]: set aside as {aside}; trial {tid} runs again")
+    write_plan(run.scores, list(state.planned), dfsweep_version=__version__)
+    if state.note:
+        log(f"[yellow]note:[/] {state.note}")
+    return list(state.todo)
+
+
 def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
-    """Run every planned trial that has no score file yet; returns the ids of the trials it ran."""
+    """Run every planned trial that has no usable score file yet (see todo_trials); returns the ids of the trials
+    it ran."""
+    planned = plan_trials(cfg)
+    todo = todo_trials(cfg, run, log)
+    if not todo:
+        log(f"all {len(planned)} trials already have scores in {run.scores}")
+        return []
     from ray import tune
 
     from dfsweep.cluster import ensure_ray
     from dfsweep.trainables.train import tune_trainable
 
-    planned = plan_trials(cfg)
-    todo = [t for t in planned if not run.score_file(t["trial_id"]).exists()]
-    if not todo:
-        log(f"all {len(planned)} trials already have scores in {run.scores}")
-        return []
     log(f"{len(todo)} of {len(planned)} trials to run: {', '.join(t['trial_id'] for t in todo)}")
     ran = [t["trial_id"] for t in todo]
     ensure_ray()

@@ -18,7 +18,7 @@ from dfsweep.storage import Location, parse
 from dfsweep.verdict.console import render, render_comparison
 from dfsweep.verdict.html import REPORT_HTML, write_html
 from dfsweep.verdict.labels import FIGURES_DIR
-from dfsweep.verdict.scores import collect_scores
+from dfsweep.verdict.scores import ScoreFiles, collect_scores, not_in_sweep_warning, score_files, unscored_warning
 from dfsweep.verdict.summary import METRICS_COLUMNS, build_summary, compare_runs, figure_data, group_scores, timed
 
 __all__ = ["COMPARE_JSON", "FIGURES_DIR", "REPORT_HTML", "compare", "report", "write_metrics_csv", "write_summary"]
@@ -54,19 +54,35 @@ def write_metrics_csv(summary: dict[str, Any], path: str | Path | Location) -> N
     parse(path).write_text(f.getvalue())
 
 
+def with_plan(summary: dict[str, Any], files: ScoreFiles) -> dict[str, Any]:
+    """The summary naming, against the sweep's plan, the score files it leaves out (`not_in_sweep`) and the planned
+    trials it lacks (`planned_without_scores`), each with a warning."""
+    names = [f.name for f in files.not_in_sweep]
+    out, warns = dict(summary), list(summary["warnings"])
+    if names:
+        out["not_in_sweep"] = names
+        warns.append(not_in_sweep_warning(names))
+    if files.unscored:
+        out["planned_without_scores"] = list(files.unscored)
+        warns.append(unscored_warning(files.unscored))
+    return {**out, "warnings": warns}
+
+
 def report(run_dir: str | Path, cfg: ReportConfig | None = None, console=None, *,
            timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Build, write (summary.json, metrics.csv, figures/*.png, report.html) and render the report of one run directory.
 
+    It covers the trials the sweep planned (scores/_PLAN.json); score files of others are named and left out.
     `timings`, when given, receives the seconds each step took."""
     from dfsweep.verdict.plots import make_figures  # matplotlib only once there is something to draw
 
     run = schema.RunDir(run_dir)
     with timed(timings, "read"):
         scores = collect_scores(run.scores)
+        files = score_files(run.scores)
     with timed(timings, "load"):
         data = group_scores(scores)
-    summary = build_summary(run_dir, cfg, timings=timings, data=data)
+    summary = with_plan(build_summary(run_dir, cfg, timings=timings, data=data), files)
     write_summary(summary, run.summary)
     write_metrics_csv(summary, run.metrics_csv)
     with timed(timings, "figures"):

@@ -1,6 +1,14 @@
-"""The verdict's input: every trial's scores/*.parquet read into one validated table (pyarrow only)."""
+"""The verdict's input: the score files of the trials the sweep planned, read into one validated table (pyarrow only).
+
+The sweep writes its plan beside the score files (scores/_PLAN.json: the trial ids of the run's config); a score file
+of a trial no longer planned (a seed or variant dropped from the config) is kept, but left out of the report and
+named. A run from before plans were written has none: all its score files are reported.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -8,14 +16,86 @@ import pyarrow.compute as pc
 from dfsweep import schema
 from dfsweep.storage import Location, parse
 
+PLAN_FILE = "_PLAN.json"  # in scores/; `_` keeps it out of Parquet folder reads and of the *.parquet score files
+
+
+def write_plan(scores_dir: str | Location, trials: list[dict], *, dfsweep_version: str) -> None:
+    """scores/_PLAN.json: the sweep's trials ({trial_id, variant, augmentation, seed}), in plan order."""
+    keys = ("trial_id", "variant", "augmentation", "seed")
+    plan = dict(dfsweep_version=dfsweep_version, trials=[{k: t[k] for k in keys} for t in trials])
+    (parse(scores_dir) / PLAN_FILE).write_text(json.dumps(plan, indent=1) + "\n")
+
+
+def read_plan(scores_dir: str | Location) -> list[str] | None:
+    """The planned trial ids, or None when the run has no plan (made before plans were written)."""
+    f = parse(scores_dir) / PLAN_FILE
+    if not f.exists():
+        return None
+    try:
+        plan = json.loads(f.read_text())
+        return [str(t["trial_id"]) for t in plan["trials"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise schema.SchemaError(f"{f} is not a sweep plan ({exc!r}); `dfsweep run` writes it again") from None
+
+
+class ScoreFiles(NamedTuple):
+    planned: list[Location]  # score files of planned trials (every score file when the run has no plan)
+    not_in_sweep: list[Location]  # score files of trials the plan does not hold: kept, not reported
+    unscored: list[str]  # planned trial ids without a score file (not run yet, or set aside)
+
+
+def score_files(scores_dir: str | Location) -> ScoreFiles:
+    files = parse(scores_dir).glob("*.parquet")
+    plan = read_plan(scores_dir)
+    if plan is None:
+        return ScoreFiles(files, [], [])
+    ids, have = set(plan), {f.stem for f in files}
+    return ScoreFiles([f for f in files if f.stem in ids], [f for f in files if f.stem not in ids],
+                      [t for t in plan if t not in have])
+
+
+def not_in_sweep_warning(names: list[str]) -> str:
+    return (f"{len(names)} score file{'s' if len(names) > 1 else ''} of trials not in this sweep "
+            f"({', '.join(names)}): left out of the report (sweep.seeds, variants or augmentations no longer plan "
+            "them; they stay in scores/ and count again if the config plans them again)")
+
+
+def unscored_warning(trial_ids: list[str]) -> str:
+    n = len(trial_ids)
+    return (f"{n} planned trial{'s have' if n > 1 else ' has'} no scores yet ({', '.join(trial_ids)}): the report "
+            "covers the others; `dfsweep run` runs the missing ones")
+
+
+class ScoreFileError(schema.SchemaError):
+    """A score file that cannot be used; `problem` says what is wrong with it, the message also what to do."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"{problem}; `dfsweep run` sets it aside (in scores/_bad/) and runs its trial again")
+
+
+def read_score_file(f: Location) -> pa.Table:
+    """One trial's score file, checked against the scores schema; ScoreFileError naming the file when it cannot be
+    read (cut short, empty, not Parquet) or does not hold scores."""
+    try:
+        table = f.read_parquet()
+    except (pa.ArrowException, OSError) as exc:  # ArrowInvalid for a cut or foreign file, OSError for a broken page
+        raise ScoreFileError(f"{f} is not a readable score file ({exc})") from None
+    try:
+        return schema.validate_table(table, schema.SCORES, str(f))
+    except schema.SchemaError as exc:
+        raise ScoreFileError(str(exc)) from None
+
 
 def collect_scores(scores_dir: str | Location) -> pa.Table:
-    """All scores/*.parquet (a local folder or a storage URI), each checked against the scores schema; a (trial,
-    sample, perturbation, level) is unique and every role is one of schema.ROLES ("" in files from before roles)."""
-    files = parse(scores_dir).glob("*.parquet")
-    if not files:
-        raise FileNotFoundError(f"no score files in {scores_dir}; run `dfsweep run` first")
-    tables = [schema.validate_table(f.read_parquet(), schema.SCORES, str(f)).select(schema.SCORES.names) for f in files]
+    """The planned trials' scores/*.parquet (a local folder or a storage URI), each checked against the scores
+    schema; a (trial, sample, perturbation, level) is unique and every role is one of schema.ROLES ("" in files
+    from before roles)."""
+    files = score_files(scores_dir)
+    if not files.planned:
+        left = f" (only {len(files.not_in_sweep)} of trials not in this sweep)" if files.not_in_sweep else ""
+        raise FileNotFoundError(f"no score files of the sweep's trials in {scores_dir}{left}; run `dfsweep run` first")
+    tables = [read_score_file(f).select(schema.SCORES.names) for f in files.planned]
     table = pa.concat_tables(tables)
     keys = ["trial_id", "domain", "split", "sample_id", "perturbation", "level"]
     if table.group_by(keys).aggregate([]).num_rows != table.num_rows:

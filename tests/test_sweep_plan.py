@@ -1,0 +1,141 @@
+"""A run's report covers exactly the trials its sweep plans, and score files that cannot be read are named, set aside
+and their trials run again (issue 13, items 3 and 10). No Ray: every planned trial here already has its scores, or
+the tests stop at planning."""
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from dfsweep import schema
+from dfsweep.cli import app
+from dfsweep.config import config_from_dict
+from dfsweep.orchestrator.sweep import run_sweep, todo_trials
+from dfsweep.verdict.report import report
+from dfsweep.verdict.scores import collect_scores
+from test_cli import _one_line, _roots
+from test_report import SHIFT, _write_scores
+
+runner = CliRunner()
+QUIET = dict(log=lambda *a: None)
+
+
+def _cfg(seeds, variants=("v1", "v2")):
+    return config_from_dict({"sweep": {"variants": list(variants), "seeds": list(seeds)},
+                             "report": {"bootstrap_samples": 200}})
+
+
+def _trials(summary) -> set[str]:
+    return {t["trial_id"] for t in summary["trials"]}
+
+
+def _cut(path, keep: float = 0.5) -> None:
+    """Truncate a file, as a full disk or a killed copy leaves it."""
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: int(len(data) * keep)])
+
+
+# --- item 3: the report covers exactly the planned trials ------------------------------------------------------------
+
+def test_dropping_a_seed_leaves_its_trials_out_of_the_report_and_names_them(tmp_path):
+    run = schema.RunDir(tmp_path / "run")
+    _write_scores(run, SHIFT)  # seeds 1, 2, 3 of v1/none and v2/paper
+    assert run_sweep(_cfg([1, 2]), run, **QUIET) == []  # seed 3 dropped from the sweep: nothing to run
+    summary = report(run.root)
+    assert _trials(summary) == {"v1-none-s1", "v1-none-s2", "v2-paper-s1", "v2-paper-s2"}
+    assert summary["not_in_sweep"] == ["v1-none-s3.parquet", "v2-paper-s3.parquet"]
+    assert any("not in this sweep" in w and "v1-none-s3.parquet" in w for w in summary["warnings"])
+    assert run.score_file("v1-none-s3").exists()  # kept: adding the seed back reports it again
+    assert sorted(set(collect_scores(run.scores).column("seed").to_pylist())) == [1, 2]
+
+    result = runner.invoke(app, ["report", str(run.root)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "not in this sweep" in _one_line(result.output)
+
+    assert run_sweep(_cfg([1, 2, 3]), run, **QUIET) == []  # the seed is back: so are its trials
+    assert len(_trials(report(run.root))) == 6
+
+
+def test_dropping_a_variant_leaves_its_trials_out_of_the_report(tmp_path):
+    run = schema.RunDir(tmp_path / "run")
+    _write_scores(run, SHIFT)
+    run_sweep(_cfg([1, 2, 3], variants=["v1"]), run, **QUIET)
+    assert _trials(report(run.root)) == {"v1-none-s1", "v1-none-s2", "v1-none-s3"}
+
+
+def test_adding_seeds_or_variants_runs_only_the_new_trials(tmp_path):
+    run = schema.RunDir(tmp_path / "run")
+    _write_scores(run, SHIFT, seeds=(1, 2))
+    assert [t["trial_id"] for t in todo_trials(_cfg([1, 2, 3]), run, **QUIET)] == ["v1-none-s3", "v2-paper-s3"]
+    assert [t["trial_id"] for t in todo_trials(_cfg([1, 2], ("v1", "v2", "cue")), run, **QUIET)] == \
+        ["cue-none-s1", "cue-none-s2"]
+
+
+def test_dry_run_says_which_planned_trials_have_scores(tmp_path):
+    run = schema.RunDir(tmp_path / "run")
+    _write_scores(run, SHIFT, seeds=(1, 2))
+    (tmp_path / "c.yaml").write_text("sweep:\n  variants: [v1, v2]\n  seeds: [2, 3]\n")
+    result = runner.invoke(app, ["run", str(run.root), "-c", str(tmp_path / "c.yaml"), "--dry-run",
+                                 *_roots(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = _one_line(result.output)
+    assert "2 of 4 trials to run: v1-none-s3, v2-paper-s3" in out, out
+    assert "2 score files of trials not in this sweep (v1-none-s1.parquet, v2-paper-s1.parquet)" in out
+
+
+# --- item 10: score files that cannot be read ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not parquet"])
+def test_report_names_a_corrupt_score_file_and_says_what_to_do(tmp_path, damage):
+    run = schema.RunDir(tmp_path / "run")
+    _write_scores(run, SHIFT)
+    bad = run.score_file("v2-paper-s2")
+    {"truncated": lambda: _cut(bad), "empty": lambda: Path(bad).write_bytes(b""),
+     "not parquet": lambda: Path(bad).write_text("trial_id,score\nv2-paper-s2,0.5\n")}[damage]()
+    with pytest.raises(schema.SchemaError, match="v2-paper-s2.parquet"):
+        collect_scores(run.scores)
+    result = runner.invoke(app, ["report", str(run.root)])
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    out = _one_line(result.output)
+    assert f"{bad} is not a readable score file" in out and "dfsweep run" in out, out
+    assert "Traceback" not in result.output
+
+
+def test_a_score_file_that_breaks_the_schema_is_named_too(tmp_path):
+    run = schema.RunDir(tmp_path / "run")
+    _write_scores(run, SHIFT)
+    f = run.score_file("v1-none-s1")
+    pq.write_table(pq.read_table(f).drop_columns(["score"]), f)
+    result = runner.invoke(app, ["report", str(run.root)])
+    assert result.exit_code == 2 and "v1-none-s1.parquet" in _one_line(result.output)
+
+
+def test_planning_sets_a_corrupt_score_file_aside_and_reruns_its_trial(tmp_path):
+    run = schema.RunDir(tmp_path / "run")
+    _write_scores(run, SHIFT, seeds=(1,))
+    _cut(run.score_file("v2-paper-s1"))
+    logged = []
+    todo = todo_trials(_cfg([1]), run, log=logged.append)
+    assert [t["trial_id"] for t in todo] == ["v2-paper-s1"]  # counted as missing, not as done
+    assert not run.score_file("v2-paper-s1").exists() and run.score_file("v1-none-s1").exists()
+    (aside,) = (run.scores / "_bad").iterdir()
+    assert aside.name.startswith("v2-paper-s1.parquet.")  # scores/_bad/<name>.<time>: kept for a post-mortem
+    assert any("v2-paper-s1.parquet is not a readable score file" in m and str(aside) in m for m in logged), logged
+    assert [p.name for p in run.scores.glob("*.parquet")] == ["v1-none-s1.parquet"]  # the report is unaffected
+    summary = report(run.root)  # until the trial has run again, the report says it lacks scores
+    assert _trials(summary) == {"v1-none-s1"} and summary["planned_without_scores"] == ["v2-paper-s1"]
+    assert any("v2-paper-s1" in w and "no scores" in w for w in summary["warnings"])
+
+
+def test_dry_run_names_a_corrupt_score_file_without_moving_it(tmp_path):
+    run = schema.RunDir(tmp_path / "run")
+    _write_scores(run, SHIFT, seeds=(1,))
+    _cut(run.score_file("v2-paper-s1"))
+    (tmp_path / "c.yaml").write_text("sweep:\n  variants: [v1, v2]\n  seeds: [1]\n")
+    result = runner.invoke(app, ["run", str(run.root), "-c", str(tmp_path / "c.yaml"), "--dry-run",
+                                 *_roots(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = _one_line(result.output)
+    assert "1 of 2 trials to run: v2-paper-s1" in out and "v2-paper-s1.parquet is not a readable score file" in out
+    assert run.score_file("v2-paper-s1").exists()  # a dry run changes nothing
