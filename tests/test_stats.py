@@ -639,7 +639,9 @@ def test_bootstrap_memory_is_bounded_by_the_chunk_not_by_b_times_n():
     small = _peak_mib(lambda: stats.bootstrap_auc_ci(y, s, n_resamples=200, seed=1))
     large = _peak_mib(lambda: stats.bootstrap_auc_ci(y, s, n_resamples=800, seed=1))
     reference = _peak_mib(lambda: stats_reference.bootstrap_auc_ci(y, s, n_resamples=100, seed=1))
-    assert large < 64 and large - small < 1  # flat in B (the B replicates themselves are 8 bytes each)
+    # Flat in B: 4x the resamples may hold a block or two more in flight (the drawing thread runs ahead by up to two
+    # blocks of ~8 MiB, depending on scheduling), never the (B, n) arrays (600 x 50,000 x 8 bytes = 229 MiB more each).
+    assert large < 64 and large - small < 20
     assert reference > 4 * large  # what it replaces: already 100 x 50,000 floats per array at B = 100
     paired = _peak_mib(lambda: stats.paired_bootstrap_auc_diff(y, s, s[::-1].copy(), n_resamples=400, seed=1))
     assert paired < 64
