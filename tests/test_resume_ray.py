@@ -64,8 +64,10 @@ def test_killed_trial_resumes_from_its_checkpoint_to_the_same_scores(crops, weig
     assert killed, "the trial finished before it could be killed"
 
     epochs = [r["epoch"] for r in trial_epoch_rows(hit, V2_TRIAL)]
-    assert sorted(set(epochs)) == [1, 2, 3, 4, 5]
-    assert epochs.count(1) == 1  # restarted from a checkpoint, not from scratch (which would report epoch 1 again)
+    # Restarted from a checkpoint, not from scratch (which would report epoch 1 again): every epoch reported once, in
+    # order, up to the last. Tune may start the restarted trial's result.json afresh ([3, 4, 5]) or append to it
+    # ([1, 2, 3, 4, 5]), depending on when its last sync ran before the kill; both are a resume.
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 5 and min(epochs) <= 3, epochs
 
     assert_same_scores(calm.score_file(V2_TRIAL), hit.score_file(V2_TRIAL))
 
