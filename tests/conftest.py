@@ -16,6 +16,8 @@ import torchvision  # noqa: F401,E402
 
 import pytest  # noqa: E402
 
+from ci_skips import pytest_runtest_makereport  # noqa: E402,F401 (the hook: under .ci/run a skip fails the run)
+
 _TMP = Path(tempfile.mkdtemp(prefix="dfsweep-tests-"))
 os.environ.update(
     RAY_AUTH_MODE="disabled",  # Ray 2.60's token auth would write ~/.ray/auth_token
@@ -112,13 +114,13 @@ def trial_worker_pids() -> list[int]:
     return pids
 
 
-def trial_epoch_rows(run, trial: str) -> list[dict]:
+def trial_epoch_rows(run, trial: str, sweep: str = "sweep-*") -> list[dict]:
     """A trial's per-epoch rows in its result.json, which Tune's driver appends as it takes each report. A row for
     epoch k + 1 means epoch k's checkpoint is registered (Tune saves a reported checkpoint before the next epoch)."""
     import json
 
     rows = []
-    for path in run.tune.glob(f"sweep-*/{trial}/result.json"):
+    for path in run.tune.glob(f"{sweep}/{trial}/result.json"):
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
@@ -127,6 +129,53 @@ def trial_epoch_rows(run, trial: str) -> list[dict]:
             if row.get("phase") in ("head", "finetune"):
                 rows.append(row)
     return rows
+
+
+class EventFifo:
+    """A FIFO that a child process writes its dfsweep events to (`env` sets DFSWEEP_EVENTS for it); `wait(match)`
+    blocks until an event matches, reading them as the child emits them: a kill lands at a point the code reached,
+    never after a guessed time. Pass the child to `watch` so that its exit ends a wait."""
+
+    def __init__(self, path: Path) -> None:
+        import queue
+        import threading
+
+        from dfsweep import events
+
+        os.mkfifo(path)
+        self.env = {events.ENV: str(path)}
+        self.seen: list[dict] = []
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, args=(path,), daemon=True).start()
+
+    def _read(self, path: Path) -> None:
+        import json
+
+        with open(path) as fifo:  # blocks until the child opens it for its first event
+            for line in fifo:
+                self._queue.put(json.loads(line))
+        self._queue.put(None)  # closed: the child exited
+
+    def watch(self, proc) -> None:
+        import threading
+
+        threading.Thread(target=lambda: (proc.wait(), self._queue.put(None)), daemon=True).start()
+
+    def wait(self, match, timeout: float = 300) -> dict:
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no matching event within {timeout:.0f} s; events so far: {self.seen}")
+            if event is None:
+                pytest.fail(f"the process ended before a matching event; events so far: {self.seen}")
+            self.seen.append(event)
+            if match(event):
+                return event
 
 
 V2_TRIAL = "v2-paper-s9"
@@ -210,29 +259,23 @@ def tiny_demo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 (a free port), and the environment that points s3:// at it; stopped at the end."""
-    import socket
+    """A moto S3 server on 127.0.0.1, and the environment that points s3:// at it; stopped at the end. The server
+    binds port 0 itself and prints the port it got once it listens (a port picked here and released before the server
+    took it could be taken by another process in between)."""
     import subprocess
     import sys
-    import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto S3 server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+    serve = ("import sys, threading; from moto.server import ThreadedMotoServer; "
+             "s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False); s.start(); "
+             "print(s.get_host_and_port()[1], flush=True); threading.Event().wait()")
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", serve], stdout=subprocess.PIPE, stderr=err, text=True)
+    line = proc.stdout.readline()  # blocks until the server listens, or exits
+    if not line.strip().isdigit():
+        proc.kill()
+        pytest.fail(f"moto S3 server did not start: {line!r} {log.read_text()[-2000:]}")
+    port = int(line)
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
     yield env

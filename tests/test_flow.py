@@ -49,10 +49,13 @@ def test_every_input_file_is_accounted_for(flow, tiny_demo):
               for d in ("source", "target") for c in ("real", "fake") for dp, dirs, files in os.walk(demo / d / c)
               for n in files + [x for x in dirs if os.path.islink(os.path.join(dp, x))]]
     assert sorted(manifest.column("path").to_pylist()) == sorted(inputs)
-    rows = {Path(r["path"]).name: r for r in manifest.to_pylist()}
-    for name, status in bad.items():
-        assert rows[name]["status"] == status and rows[name]["reason"], rows[name]
-    assert all(r["status"] == "ok" for n, r in rows.items() if n not in bad)
+    # Keyed by the path under the demo root: the demo reuses file names in real/ and fake/.
+    rows = {os.path.relpath(r["path"], demo): r for r in manifest.to_pylist()}
+    assert len(rows) == manifest.num_rows
+    planted = {f"source/fake/bad/{name}": status for name, status in bad.items()}
+    for path, status in planted.items():
+        assert rows[path]["status"] == status and rows[path]["reason"], rows[path]
+    assert [p for p, r in rows.items() if p not in planted and r["status"] != "ok"] == []
     assert f"inputs {len(inputs)} = crops {len(inputs) - len(bad)}" in output and "adds up" in output
 
 

@@ -239,6 +239,7 @@ def test_report_writes_figures_and_html(built):
         assert base64.b64encode(p.read_bytes()).decode() in html
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (Debian: apt-get install -y chromium)")
 def test_report_html_renders_in_headless_chromium(built, tmp_path):
     from rich.console import Console
