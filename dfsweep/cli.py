@@ -31,6 +31,13 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _stopped(resume: str) -> None:
+    """Ctrl-C: the stages stop at a file boundary (whole files or none), so say how to go on and exit 130."""
+    console.print(f"[bold yellow]stopped (Ctrl-C)[/]: what was finished is kept (detections, crops, trial scores and "
+                  f"checkpoints); resume with: [bold]{resume}[/]", soft_wrap=True)
+    raise typer.Exit(130)
+
+
 def _open_run(run_dir: str) -> schema.RunDir:
     try:
         return schema.RunDir(run_dir)
@@ -122,6 +129,8 @@ def prepare(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source
         acc = run_prepare(cfg, run, force=force, log=console.print)
     except RunError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _stopped(f"dfsweep prepare {run_dir}")
     _print_accounting(acc)
 
 
@@ -188,6 +197,8 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
         run_all(cfg, run_, resume=resume, log=console.print, console=console, on_prepared=_print_accounting)
     except RunError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _stopped(f"dfsweep run --resume {run_dir}")
     console.print(f"summary: {run_.summary}")
 
 

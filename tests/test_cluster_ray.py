@@ -1,5 +1,5 @@
 """A two-node Ray cluster on one machine (conftest's ray_two_nodes: a head with no CPUs and a 2-CPU worker node) runs
-a one-trial sweep. Once Tune has the trial's second epoch (so the first epoch's checkpoint is registered), the worker
+a one-trial sweep. Once Tune has registered the trial's first epoch checkpoint (the sweep's `checkpoint` event), the worker
 node is SIGKILLed (raylet, object store, agents, and with them the trial's worker process) and a replacement node
 joins. Tune retries the trial from its last checkpoint, and the sweep ends with exactly the per-sample scores of an
 undisturbed run on the same cluster. Both nodes share this machine's disk, so a local run directory is shared storage
@@ -16,7 +16,7 @@ import pytest
 from conftest import (V2_TRIAL, assert_same_scores, copy_crops, restartable_v2_sweep, trial_epoch_rows,
                       trial_worker_pids)
 
-from dfsweep import schema
+from dfsweep import events, schema
 from dfsweep.config import config_from_dict
 from dfsweep.data_pipeline.pipeline import prepare
 from dfsweep.orchestrator.sweep import run_sweep
@@ -63,24 +63,29 @@ def test_killed_worker_node_trial_resumes_on_a_new_node_with_the_same_scores(cro
     hit = copy_crops(crops, tmp_path / "hit")
     seen: dict = {}
 
-    def kill_worker_node_after_two_epochs() -> None:
+    checkpointed = threading.Event()
+
+    def note_epoch_1_checkpoint(event: dict) -> None:  # in the sweep's Tune loop (dfsweep.events)
+        if event["event"] == "checkpoint" and event["trial"] == V2_TRIAL:
+            checkpointed.set()
+
+    def kill_worker_node_once_checkpointed() -> None:
         try:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                if len(trial_epoch_rows(hit, V2_TRIAL)) >= 2:  # so epoch 1's checkpoint is registered
-                    seen["trial_pids"] = [p for p in trial_worker_pids() if _parent(p) == raylet]
-                    cluster.remove_node(worker, allow_graceful=False)  # SIGKILL to every process of the node
-                    seen["epochs_before"] = [r["epoch"] for r in trial_epoch_rows(hit, V2_TRIAL)]
-                    seen["replacement"] = cluster.add_node(num_cpus=2)
-                    return
-                time.sleep(0.05)
+            if not checkpointed.wait(timeout=300):
+                return
+            seen["trial_pids"] = [p for p in trial_worker_pids() if _parent(p) == raylet]
+            cluster.remove_node(worker, allow_graceful=False)  # SIGKILL to every process of the node
+            seen["epochs_before"] = [r["epoch"] for r in trial_epoch_rows(hit, V2_TRIAL)]
+            seen["replacement"] = cluster.add_node(num_cpus=2)
         except BaseException as exc:  # re-raised by the test
             seen["error"] = exc
 
-    watcher = threading.Thread(target=kill_worker_node_after_two_epochs, daemon=True)
+    # A thread of its own: adding a node from inside Tune's loop would stall the loop that notices the dead trial.
+    watcher = threading.Thread(target=kill_worker_node_once_checkpointed, daemon=True)
     watcher.start()
     t0 = time.monotonic()
-    run_sweep(cfg, hit, log=lambda *a: None)
+    with events.listening(note_epoch_1_checkpoint):
+        run_sweep(cfg, hit, log=lambda *a: None)
     seen["sweep_s"] = time.monotonic() - t0
     watcher.join(timeout=60)
     assert "error" not in seen, seen.get("error")

@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dfsweep"
 HEAVY = {"ray", "tensorflow", "keras", "torch", "torchvision", "sklearn", "facenet_pytorch"}
-CONTRACTS = {"config", "schema", "crops", "storage", "perturbations"}  # the bottom layer every stage may use
+CONTRACTS = {"config", "schema", "crops", "storage", "perturbations", "events"}  # the bottom layer every stage may use
 STAGES = {"data_pipeline", "trainables", "verdict"}
 RUNTIME = {"cluster"}  # connecting to Ray: used by the stages that start Ray work (the verdict's test forbids Ray)
 

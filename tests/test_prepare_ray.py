@@ -5,13 +5,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
+from conftest import EventFifo
 
 from dfsweep import schema
 from dfsweep.config import PrepareConfig
@@ -95,14 +96,14 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(ray_session, demo_cop
     cfg_yaml = tmp_path / "c.yaml"
     cfg_yaml.write_text(f"prepare:\n  source: {demo_copy / 'source'}\n  target: {demo_copy / 'target'}\n"
                         "  crop_size_px: 80\n  face_workers: 1\n  face_batch_size: 2\n")
-    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    fifo = EventFifo(tmp_path / "events")
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address, **fifo.env}
     child = subprocess.Popen([sys.executable, "-m", "dfsweep.cli", "prepare", str(run.root), "-c", str(cfg_yaml)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    fifo.watch(child)
     parts_dir = Path(run.detections)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(list(parts_dir.rglob("part-*.parquet"))) < 3:
-        assert child.poll() is None, "prepare finished before it could be killed: make the data set larger"
-        time.sleep(0.05)
+    # Killed once its third batch of detections is on disk (dfsweep.events `detected`, emitted as each part lands).
+    fifo.wait(lambda e: e["event"] == "detected" and sum(x["event"] == "detected" for x in fifo.seen) == 3)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     before = {p: p.stat().st_mtime_ns for p in parts_dir.rglob("part-*.parquet")}

@@ -139,3 +139,40 @@ def test_dry_run_names_a_corrupt_score_file_without_moving_it(tmp_path):
     out = _one_line(result.output)
     assert "1 of 2 trials to run: v2-paper-s1" in out and "v2-paper-s1.parquet is not a readable score file" in out
     assert run.score_file("v2-paper-s1").exists()  # a dry run changes nothing
+
+
+def test_an_unfinished_trial_resumes_from_its_newest_checkpoint_that_reads_back(tmp_path):
+    """A sweep stopped mid-trial (driver killed, Ctrl-C) leaves the trial's epoch checkpoints under tune/sweep-*/;
+    the next sweep's trial starts from the newest that reads back whole, skipping a cut one."""
+    import json
+
+    import numpy as np
+
+    from dfsweep.orchestrator.sweep import earlier_checkpoints
+    from dfsweep.trainables.checkpoint import tune_checkpointing
+
+    run = schema.RunDir(tmp_path / "run")
+    trial = "v2-paper-s1"
+
+    def checkpoint(sweep: str, n: int, epoch: int, of: str = trial) -> Path:
+        d = Path(run.tune.path) / sweep / of / f"checkpoint_{n:06d}"
+        d.mkdir(parents=True)
+        (d / "state.json").write_text(json.dumps({"epoch": epoch, "best_key": [0.5, -1.0], "best_epoch": "head 1",
+                                                 "rng": {"state": epoch}}))
+        np.savez(d / "arrays.npz", current_0000=np.full(3, epoch, np.float32))
+        return d
+
+    checkpoint("sweep-001", 0, 1)
+    checkpoint("sweep-001", 1, 2)
+    cut = checkpoint("sweep-002", 0, 3) / "arrays.npz"
+    cut.write_bytes(cut.read_bytes()[:100])  # the kill landed while it was written
+    garbled = checkpoint("sweep-002", 1, 4) / "state.json"
+    garbled.write_text('{"epoch": 4, "best')
+    checkpoint("sweep-001", 0, 9, of="v1-none-s1")  # another trial's
+
+    earlier = earlier_checkpoints(run, trial)
+    assert earlier == [(3, "sweep-002/v2-paper-s1/checkpoint_000000"), (2, "sweep-001/v2-paper-s1/checkpoint_000001"),
+                       (1, "sweep-001/v2-paper-s1/checkpoint_000000")]
+    _, restored = tune_checkpointing(earlier, run.tune)
+    assert restored["state"]["epoch"] == 2 and restored["arrays"]["current"][0].tolist() == [2, 2, 2]
+    assert tune_checkpointing([], run.tune)[1] is None  # nothing earlier: the trial starts afresh

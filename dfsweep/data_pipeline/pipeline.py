@@ -21,7 +21,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dfsweep import schema
+from dfsweep import events, schema
 from dfsweep.config import PrepareConfig
 from dfsweep.crops import read_crops, write_shards
 from dfsweep.data_pipeline.faces import INPUT_COLUMNS, OUTCOME_COLUMNS, FaceCropper
@@ -119,7 +119,10 @@ def _detect_with_ray(todo: pa.Table, cfg: PrepareConfig, parts_dir: Location) ->
         num_cpus=cfg.cpus_per_face_worker,
         num_gpus=cfg.gpus_per_face_worker or None,
     )
-    done = sum(batch.num_rows for batch in outcome.iter_batches(batch_format="pyarrow", batch_size=None))
+    done = 0
+    for batch in outcome.iter_batches(batch_format="pyarrow", batch_size=None):
+        done += batch.num_rows  # its actor wrote it to parts_dir before handing it on
+        events.emit("detected", rows=done)
     if done != n:
         raise RuntimeError(f"face detection returned {done} rows for {n} inputs")  # a bug, never a data problem
 

@@ -4,13 +4,17 @@ V1 has no augmentation axis: it runs once per seed, not once per grid point. Tri
 feature cache (sweep.share_work); the degraded test sets are made on the fly by each trial, never stored. A trial
 whose score file exists and reads back is not run again, so a resumed `dfsweep run` finishes only what is missing and
 never duplicates a trial's scores; a score file that does not read back (cut short, not Parquet, not scores) is set
-aside in scores/_bad/ and its trial runs again. The plan is written beside the scores (scores/_PLAN.json) so that the
+aside in scores/_bad/ and its trial runs again. An interrupted sweep (driver killed, Ctrl-C) goes on in a new Tune
+experiment (tune/sweep-002, ...) in which each unfinished trial continues from its last epoch checkpoint in an
+earlier one (earlier_checkpoints). The plan is written beside the scores (scores/_PLAN.json) so that the
 report covers exactly the planned trials: seeds or variants added to a run's config run only the new trials, and
 score files of trials dropped from it stay in scores/ but out of the report.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -51,6 +55,8 @@ def _tune_storage(run: schema.RunDir) -> dict:
 def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], name: str):
     from ray import tune
 
+    from dfsweep.orchestrator.tune_events import EmitEvents
+
     return tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(todo)},
@@ -64,16 +70,23 @@ def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], nam
             **_tune_storage(run),  # checkpoints and per-epoch results live with the rest of the run
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the last epoch is all a restart needs
+            callbacks=[EmitEvents()],  # kept in the saved tuner: a restored sweep emits them too
             verbose=1,
         ),
     )
 
 
-def _raise_on_errors(results) -> None:
+def _check_results(results) -> None:
+    """Raise on failed trials, and again on Ctrl-C: Tune takes SIGINT itself (it stops every trial, marks it
+    terminated and returns), so a trial that did not fail and did not report its last phase ("done", after its score
+    file is written) was stopped by it."""
     failed = [r for r in results if r.error is not None]
     if failed:
         names = ", ".join(r.config["trial"]["trial_id"] for r in failed)
         raise RuntimeError(f"{len(failed)} trial(s) failed: {names}; first error: {failed[0].error}")
+    stopped = [r.config["trial"]["trial_id"] for r in results if (r.metrics or {}).get("phase") != "done"]
+    if stopped:
+        raise KeyboardInterrupt(f"the sweep was stopped (Ctrl-C) before {', '.join(stopped)} ended")
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,23 @@ def todo_trials(cfg: Config, run: schema.RunDir, log=print) -> list[dict]:
     return list(state.todo)
 
 
+def earlier_checkpoints(run: schema.RunDir, trial: str) -> list[tuple[int, str]]:
+    """(epoch, path under tune/) of every epoch checkpoint an earlier sweep of this run left for the trial, newest
+    epoch first. A resumed trial starts from the first of them that reads back (trainables.checkpoint).
+
+    This, not Tune's restore of its own experiment state, is how a sweep resumes: Tune uploads that state in the
+    background after each checkpoint, so a driver killed meanwhile leaves it half-written and unrestorable, while a
+    trial's checkpoint is whole once Tune has it (a cut one fails to read and the one before it is used)."""
+    found = []
+    for state in run.tune.glob(f"sweep-*/{trial}/checkpoint_*/state.json"):
+        try:
+            epoch = int(json.loads(state.read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.append((epoch, posixpath.relpath(state.parent.path, run.tune.path)))
+    return sorted(found, reverse=True)
+
+
 def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
     """Run every planned trial that has no usable score file yet (see todo_trials); returns the ids of the trials
     it ran."""
@@ -152,16 +182,13 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
                              feature_cache=cfg.sweep.share_work),
         trial_resources(cfg))
     experiments = run.tune.glob("sweep-*")
-    fs = _tune_storage(run)["storage_filesystem"]
-    if experiments and tune.Tuner.can_restore(experiments[-1].path, storage_filesystem=fs):
-        # An interrupted sweep (driver killed): its unfinished trials continue from their last checkpoints.
-        log(f"resuming {experiments[-1].name}: unfinished trials continue from their last checkpoint")
-        restored = tune.Tuner.restore(experiments[-1].path, trainable=trainable, resume_unfinished=True,
-                                      resume_errored=True, storage_filesystem=fs)
-        _raise_on_errors(restored.fit())
-    todo = [t for t in todo if not run.score_file(t["trial_id"]).exists()]
-    if todo:
-        _raise_on_errors(_new_tuner(cfg, run, trainable, todo, f"sweep-{len(experiments) + 1:03d}").fit())
+    # An interrupted sweep's trials continue from their last epoch checkpoint.
+    todo = [dict(t, resume_from=earlier_checkpoints(run, t["trial_id"])) for t in todo]
+    for t in todo:
+        if t["resume_from"]:
+            epoch, path = t["resume_from"][0]
+            log(f"resuming {t['trial_id']} after epoch {epoch} (tune/{path})")
+    _check_results(_new_tuner(cfg, run, trainable, todo, f"sweep-{len(experiments) + 1:03d}").fit())
     missing = [t["trial_id"] for t in planned if not run.score_file(t["trial_id"]).exists()]
     if missing:
         raise RuntimeError(f"trials finished without a score file: {missing}")

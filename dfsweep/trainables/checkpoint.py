@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -85,8 +86,10 @@ def restore_seeds(model, arrays: dict) -> None:
         layer.seed_generator.state.assign(val)
 
 
-def tune_checkpointing() -> tuple[Callable, dict | None]:
-    """(save, restored) backed by Tune: save reports metrics with a checkpoint directory; restored reads the last."""
+def tune_checkpointing(earlier: list[tuple[int, str]] = (), tune_dir=None) -> tuple[Callable, dict | None]:
+    """(save, restored) backed by Tune: save reports metrics with a checkpoint directory; restored is the payload of
+    Tune's last checkpoint of this trial (a retry within the sweep), else of the first of `earlier` ((epoch, path
+    under tune_dir), newest first: checkpoints an interrupted sweep left) that reads back whole, else None."""
     from ray import tune
 
     def save(metrics: dict, payload: dict) -> None:
@@ -98,15 +101,25 @@ def tune_checkpointing() -> tuple[Callable, dict | None]:
             np.savez(Path(tmp) / "arrays.npz", **flat)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    restored = None
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
-        with ckpt.as_directory() as d:
-            state = json.loads((Path(d) / "state.json").read_text())
-            with np.load(Path(d) / "arrays.npz") as f:
-                groups: dict[str, list] = {"current": [], "optimizer": [], "seeds": [], "best": []}
-                for name in sorted(f.files):
-                    group = name.rsplit("_", 1)[0]
-                    groups[group].append(f[name])
-        restored = dict(state=state, arrays={k: (v or None) if k == "best" else v for k, v in groups.items()})
-    return save, restored
+        return save, _read_checkpoint(ckpt)
+    for _, path in earlier:
+        loc = tune_dir / path
+        try:
+            return save, _read_checkpoint(tune.Checkpoint(loc.path, filesystem=loc.fs))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):  # cut short: the one before it
+            continue
+    return save, None
+
+
+def _read_checkpoint(ckpt) -> dict:
+    """The payload of one checkpoint directory (state.json, arrays.npz); raises if either does not read back."""
+    with ckpt.as_directory() as d:
+        state = json.loads((Path(d) / "state.json").read_text())
+        with np.load(Path(d) / "arrays.npz") as f:
+            groups: dict[str, list] = {"current": [], "optimizer": [], "seeds": [], "best": []}
+            for name in sorted(f.files):
+                group = name.rsplit("_", 1)[0]
+                groups[group].append(f[name])
+    return dict(state=state, arrays={k: (v or None) if k == "best" else v for k, v in groups.items()})

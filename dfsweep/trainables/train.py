@@ -152,9 +152,12 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
 
 
 def tune_trainable(config: dict, *, run_dir: str, train_cfg: TrainConfig, cpus: float, feature_cache: bool = True) -> None:
-    """The function Ray Tune runs: config = {"trial": {variant, augmentation, seed}}; per-epoch metrics and
-    checkpoints go to Tune, and a restarted trial resumes from its last checkpoint."""
+    """The function Ray Tune runs: config = {"trial": {variant, augmentation, seed, resume_from}}; per-epoch metrics
+    and checkpoints go to Tune. A trial Tune retries resumes from its last checkpoint; one an interrupted sweep left
+    unfinished, from the newest of `resume_from` (orchestrator.sweep.earlier_checkpoints) that reads back."""
     from ray import tune
 
-    run_trial(config["trial"], run_dir, train_cfg, cpus, report=lambda m: tune.report(m),
-              checkpoint=tune_checkpointing(), feature_cache=feature_cache)
+    spec = config["trial"]
+    earlier = [(int(epoch), path) for epoch, path in spec.get("resume_from") or []]
+    run_trial(spec, run_dir, train_cfg, cpus, report=lambda m: tune.report(m),
+              checkpoint=tune_checkpointing(earlier, schema.RunDir(run_dir).tune), feature_cache=feature_cache)
