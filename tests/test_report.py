@@ -23,7 +23,7 @@ from dfsweep.verdict.console import render
 from dfsweep.verdict.report import FIGURES_DIR, REPORT_HTML, report, write_summary
 from dfsweep.verdict.scores import collect_scores
 from dfsweep.verdict.summary import (METRIC_COLUMNS, METRICS_COLUMNS, bootstrap_seed, build_summary, compare_runs,
-                                     confusion_data)
+                                     confusion_data, group_scores)
 
 SEEDS = (1, 2, 3)
 
@@ -135,6 +135,19 @@ def test_duplicate_score_rows_are_refused(run):
     pq.write_table(pq.read_table(r.score_file("v1-none-s1")), r.scores / "copy.parquet")
     with pytest.raises(schema.SchemaError, match="duplicate"):
         collect_scores(r.scores)
+
+
+def test_collected_scores_hold_each_string_once_and_group_in_string_order(run):
+    """String columns come back dictionary-encoded with one dictionary across the files (a row costs an index, not a
+    string), and the groups still sort sample_ids as strings ("target10" before "target2")."""
+    r, _ = run
+    scores = collect_scores(r.scores)
+    sample_id = scores.column("sample_id")
+    assert pa.types.is_dictionary(sample_id.type) and sample_id.num_chunks == 1
+    assert sorted(sample_id.chunk(0).dictionary.to_pylist()) == sorted(f"{d}{i}" for d in ("source", "target")
+                                                                       for i in range(60))
+    group = group_scores(scores).groups["v1-none-s1", "target", "test", "none", 0, "image"]
+    assert group.sample_id.tolist() == sorted(f"target{i}" for i in range(60))
 
 
 def test_render_draws_every_section(run):

@@ -1,5 +1,9 @@
 """The verdict's input: the score files of the trials the sweep planned, read into one validated table (pyarrow only).
 
+The table's string columns are dictionary-encoded, one dictionary per column across the files: a sample_id scored by
+nine trials under nine perturbations is held once, and rows are compared and sorted on integers (`row_keys`), so the
+report's memory grows with the rows by a few bytes a column, not by a Python string each.
+
 The sweep writes its plan beside the score files (scores/_PLAN.json: the trial ids of the run's config); a score file
 of a trial no longer planned (a seed or variant dropped from the config) is kept, but left out of the report and
 named. A run from before plans were written has none: all its score files are reported.
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -17,6 +22,7 @@ from dfsweep import schema
 from dfsweep.storage import Location, parse
 
 PLAN_FILE = "_PLAN.json"  # in scores/; `_` keeps it out of Parquet folder reads and of the *.parquet score files
+ROW_KEYS = ("trial_id", "domain", "split", "sample_id", "perturbation", "level")  # unique in the scores
 
 
 def write_plan(scores_dir: str | Location, trials: list[dict], *, dfsweep_version: str) -> None:
@@ -87,20 +93,54 @@ def read_score_file(f: Location) -> pa.Table:
         raise ScoreFileError(str(exc)) from None
 
 
+def encoded(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """The column dictionary-encoded, in one chunk (the string columns of collect_scores already are: then no copy of
+    their strings is made)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+
+
+def value_ranks(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Each row's rank among the column's distinct values (int64, 0 the smallest; equal values, equal ranks) and the
+    number of distinct values: ranks compare and sort as the values do (strings as pyarrow sorts them)."""
+    column = encoded(column)
+    rank = pc.rank(column.dictionary, tiebreaker="dense").to_numpy().astype(np.int64) - 1
+    return rank[column.indices.to_numpy()], int(rank.max(initial=-1)) + 1
+
+
+def row_keys(columns: list[pa.Array | pa.ChunkedArray]) -> np.ndarray:
+    """One int64 per row that compares and sorts as the rows do over `columns` (the first column first): each
+    column's value ranks in mixed radix, the key so far first brought to dense ranks where the next digit would
+    overflow."""
+    key = np.zeros(len(columns[0]), np.int64)
+    for column in columns:
+        rank, n = value_ranks(column)
+        if key.size and key.max() >= np.iinfo(np.int64).max // n:
+            key = np.unique(key, return_inverse=True)[1].reshape(-1)  # the same order in fewer values (< the rows)
+        key = key * n + rank
+    return key
+
+
+def read_encoded_score_file(f: Location) -> pa.Table:
+    """read_score_file with the scores schema's columns only, its string columns dictionary-encoded."""
+    table = read_score_file(f).select(schema.SCORES.names)
+    return pa.table([encoded(c) if pa.types.is_string(c.type) else c for c in table.columns], names=table.column_names)
+
+
 def collect_scores(scores_dir: str | Location) -> pa.Table:
     """The planned trials' scores/*.parquet (a local folder or a storage URI), each checked against the scores
     schema; a (trial, sample, perturbation, level) is unique and every role is one of schema.ROLES ("" in files
-    from before roles)."""
+    from before roles). String columns are dictionary-encoded, with one dictionary per column."""
     files = score_files(scores_dir)
     if not files.planned:
         left = f" (only {len(files.not_in_sweep)} of trials not in this sweep)" if files.not_in_sweep else ""
         raise FileNotFoundError(f"no score files of the sweep's trials in {scores_dir}{left}; run `dfsweep run` first")
-    tables = [read_score_file(f).select(schema.SCORES.names) for f in files.planned]
-    table = pa.concat_tables(tables)
-    keys = ["trial_id", "domain", "split", "sample_id", "perturbation", "level"]
-    if table.group_by(keys).aggregate([]).num_rows != table.num_rows:
+    table = pa.concat_tables([read_encoded_score_file(f) for f in files.planned]).unify_dictionaries().combine_chunks()
+    keys = np.sort(row_keys([table.column(k) for k in ROW_KEYS]))  # a sort: faster here than np.unique's hashing
+    if (keys[1:] == keys[:-1]).any():
         raise schema.SchemaError(f"{scores_dir}: duplicate (trial, sample, perturbation, level) rows")
-    unknown = sorted(set(pc.unique(table.column("role")).to_pylist()) - {*schema.ROLES, ""})
+    unknown = sorted(set(encoded(table.column("role")).dictionary.to_pylist()) - {*schema.ROLES, ""})
     if unknown:
         raise schema.SchemaError(f"{scores_dir}: unknown role(s) {unknown}; valid: {', '.join(schema.ROLES)}")
     return table

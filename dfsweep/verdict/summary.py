@@ -31,7 +31,7 @@ from dfsweep.config import ReportConfig, config_from_dict
 from dfsweep.verdict import stats
 from dfsweep.verdict.labels import (COUNT_HEADER, GRAIN_MEANING, GRAIN_ORDER, GRAIN_UNIT, GRAINS, auc_label,
                                     format_interval, format_number)
-from dfsweep.verdict.scores import collect_scores
+from dfsweep.verdict.scores import collect_scores, encoded, row_keys, value_ranks
 
 BASELINE, CANDIDATE, DIAGNOSTIC = schema.ROLES
 # A diagnostic arm (a shortcut check, not a detector) that is this good in-domain says the data carry a shortcut.
@@ -159,38 +159,48 @@ def _videos(frames: Group, where: str) -> Group:
     return Group(vid, (n_fake > 0).astype(np.int8), np.bincount(inv, weights=frames.score) / n)
 
 
+def _objects(column: pa.ChunkedArray) -> np.ndarray:
+    """A string column as a numpy object array that holds each distinct string once (rows share it)."""
+    column = encoded(column)
+    return column.dictionary.to_numpy(zero_copy_only=False)[column.indices.to_numpy()]
+
+
 def group_scores(scores: pa.Table) -> GroupedScores:
     """Split the scores table into groups in one sort, instead of one filter per group: still images (video_id "")
-    at the image grain, frames at the frame grain, and from the frames the videos at the video grain."""
-    frame = (pc.not_equal(scores.column("video_id"), "") if "video_id" in scores.column_names
-             else pa.array(np.zeros(scores.num_rows, bool)))
-    if "role" not in scores.column_names:
-        scores = scores.append_column("role", pa.array([""] * scores.num_rows, pa.string()))
-    t = scores.append_column("_frame", frame).sort_by([(k, "ascending") for k in (*_GROUP_KEYS, "_frame", "sample_id")])
-    cols = {k: t.column(k).to_numpy(zero_copy_only=False)
-            for k in (*_GROUP_KEYS, "_frame", "sample_id", "variant", "augmentation", "seed", "role")}
-    video_id = t.column("video_id").to_numpy(zero_copy_only=False) if cols["_frame"].any() else None
-    label = t.column("label").to_numpy().astype(np.int8)
-    score = t.column("score").to_numpy().astype(np.float64)
-    n = t.num_rows
-    change = np.zeros(n, bool)
-    change[:1] = True
-    for k in (*_GROUP_KEYS, "_frame"):
-        change[1:] |= cols[k][1:] != cols[k][:-1]
+    at the image grain, frames at the frame grain, and from the frames the videos at the video grain. The sort is on
+    integer row keys (scores.row_keys), in the order of the values themselves."""
+    n = scores.num_rows
+    if "video_id" in scores.column_names:
+        video = encoded(scores.column("video_id"))
+        frame = pc.not_equal(video.dictionary, "").to_numpy(zero_copy_only=False)[video.indices.to_numpy()]
+    else:
+        frame = np.zeros(n, bool)
+    group_key = row_keys([*(scores.column(k) for k in _GROUP_KEYS), pa.array(frame)])
+    order = np.lexsort((value_ranks(scores.column("sample_id"))[0], group_key))
+    group_key = group_key[order]
+    frame = frame[order]
+    sample_id = _objects(scores.column("sample_id"))[order]
+    video_id = _objects(scores.column("video_id"))[order] if frame.any() else None
+    label = scores.column("label").to_numpy()[order].astype(np.int8)
+    score = scores.column("score").to_numpy()[order].astype(np.float64)
+    change = np.ones(n, bool)
+    change[1:] = group_key[1:] != group_key[:-1]
     starts = np.flatnonzero(change)
     groups, trials = {}, {}
     for a, b in zip(starts, np.r_[starts[1:], n]):
-        trial = str(cols["trial_id"][a])
-        key = (trial, str(cols["domain"][a]), str(cols["split"][a]), str(cols["perturbation"][a]), int(cols["level"][a]))
-        if cols["_frame"][a]:
-            g = Group(cols["sample_id"][a:b], label[a:b], score[a:b], video_id[a:b])
+        first = int(order[a])
+        value = {k: scores.column(k)[first].as_py() for k in (*_GROUP_KEYS, "variant", "augmentation", "seed")}
+        trial = value["trial_id"]
+        key = (trial, value["domain"], value["split"], value["perturbation"], value["level"])
+        if frame[a]:
+            g = Group(sample_id[a:b], label[a:b], score[a:b], video_id[a:b])
             groups[(*key, "frame")] = g
             groups[(*key, "video")] = _videos(g, f"trial {key[0]}, {key[1]} {key[2]}, {key[3]} {key[4]}")
         else:
-            groups[(*key, "image")] = Group(cols["sample_id"][a:b], label[a:b], score[a:b])
-        variant = str(cols["variant"][a])
-        trials.setdefault(trial, dict(variant=variant, augmentation=str(cols["augmentation"][a]),
-                                      seed=int(cols["seed"][a]), role=schema.role_of(variant, str(cols["role"][a]))))
+            groups[(*key, "image")] = Group(sample_id[a:b], label[a:b], score[a:b])
+        role = scores.column("role")[first].as_py() if "role" in scores.column_names else ""
+        trials.setdefault(trial, dict(variant=value["variant"], augmentation=value["augmentation"], seed=value["seed"],
+                                      role=schema.role_of(value["variant"], role)))
     return GroupedScores(groups, trials)
 
 
