@@ -176,6 +176,49 @@ def test_near_duplicate_matches_do_not_chain():
     assert [(n.sample_id, n.kept_id, n.bits) for n in found] == [("b", "a", 20)]  # c is 40 from a: kept
 
 
+def _near_duplicates_one_by_one(rows: list[dict], max_bits: int) -> list:
+    """The guard's rule spelled directly (its implementation before the blocked popcount): each sample in keep order
+    against every kept sample of another (domain, split), bit by bit; the closest within max_bits is its match."""
+    from dfsweep.data_pipeline.leakage import DOMAIN_ORDER, SPLIT_ORDER, NearDuplicate
+
+    rows = sorted(rows, key=lambda r: (DOMAIN_ORDER[r["domain"]], SPLIT_ORDER.get(r["split"], 9), r["sample_id"]))
+    bits = np.unpackbits(np.frombuffer(b"".join(r["phash"] for r in rows), np.uint8).reshape(len(rows), -1), axis=1)
+    where = [f"{r['domain']}/{r['split']}" for r in rows]
+    kept, out = [], []
+    for i in range(len(rows)):
+        others = [k for k in kept if where[k] != where[i]]
+        if others:
+            dist = (bits[others] != bits[i]).sum(axis=1)
+            j = int(np.argmin(dist))
+            if dist[j] <= max_bits:
+                k = others[j]
+                out.append(NearDuplicate(rows[i]["sample_id"], rows[k]["sample_id"], where[k], rows[k]["path"],
+                                         int(dist[j])))
+                continue
+        kept.append(i)
+    return out
+
+
+@pytest.mark.parametrize("max_bits", [0, 7, 24, 64])
+def test_near_duplicates_match_the_one_by_one_rule(max_bits, monkeypatch):
+    """Clusters of near copies (0-40 bits flipped) across splits and domains, more rows than one block, and ties:
+    the same matches, kept ids and distances as the direct rule."""
+    from dfsweep.data_pipeline import leakage
+
+    monkeypatch.setattr(leakage, "BLOCK_ROWS", 256)  # several blocks and block edges with a small set
+    rng = np.random.default_rng(max_bits)
+    base = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    rows = []
+    for i in range(1200):
+        bits = np.unpackbits(base[i % 300])
+        if i % 5:  # every fifth an exact copy
+            bits[rng.integers(0, 256, rng.integers(1, 40))] ^= 1
+        rows.append(dict(sample_id=f"s{i:05d}", phash=np.packbits(bits).tobytes(), domain=("source", "target")[i % 2],
+                         split=("train", "val", "test", "adapt")[i // 2 % 4], path=f"/{i}"))
+    expected = _near_duplicates_one_by_one(rows, max_bits)
+    assert find_near_duplicates(rows, max_bits) == expected and len(expected) >= 10
+
+
 def test_config_refuses_unknown_policies():
     from dfsweep.config import ConfigError
 
