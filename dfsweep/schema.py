@@ -150,6 +150,10 @@ def validate_table(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
+SCORES_PLAN = "_PLAN.json"  # in scores/: the sweep's planned trials (`_` keeps it out of Parquet folder reads)
+SCORES_SET_ASIDE = "_bad"  # in scores/: score files that did not read back, as <name>.<UTC time>, for a post-mortem
+
+
 class RunDir:
     """Where each stage's files live inside one run directory (the only place file names are spelled).
 
@@ -168,6 +172,7 @@ class RunDir:
         self.crops_done = self.crops / "_DONE"
         self.crop_settings = self.crops / "_SETTINGS.json"  # prepare's crop settings, copied into model cards
         self.scores = self.root / "scores"
+        self.scores_set_aside = self.scores / SCORES_SET_ASIDE
         self.models = self.root / "models"
         self.tune = self.root / "tune"
         self.features = self.root / "features"  # frozen-backbone embedding cache shared by V1 trials

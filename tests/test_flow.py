@@ -241,7 +241,7 @@ def test_a_cut_score_file_reruns_its_trial_and_a_dropped_variant_leaves_the_repo
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = " ".join(result.output.split())
     assert "cue-none-s5.parquet is not a readable score file" in out and "1 of 2 trials to run: cue-none-s5" in out
-    (aside,) = (copy.scores / "_bad").iterdir()
+    (aside,) = copy.scores_set_aside.iterdir()
     assert aside.name.startswith("cue-none-s5.parquet.")
     assert Path(copy.score_file("v1-none-s5")).stat().st_mtime_ns == v1_before  # v1 was not run again
     summary = json.loads(copy.summary.read_text())

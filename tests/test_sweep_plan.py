@@ -119,7 +119,7 @@ def test_planning_sets_a_corrupt_score_file_aside_and_reruns_its_trial(tmp_path)
     todo = todo_trials(_cfg([1]), run, log=logged.append)
     assert [t["trial_id"] for t in todo] == ["v2-paper-s1"]  # counted as missing, not as done
     assert not run.score_file("v2-paper-s1").exists() and run.score_file("v1-none-s1").exists()
-    (aside,) = (run.scores / "_bad").iterdir()
+    (aside,) = run.scores_set_aside.iterdir()
     assert aside.name.startswith("v2-paper-s1.parquet.")  # scores/_bad/<name>.<time>: kept for a post-mortem
     assert any("v2-paper-s1.parquet is not a readable score file" in m and str(aside) in m for m in logged), logged
     assert [p.name for p in run.scores.glob("*.parquet")] == ["v1-none-s1.parquet"]  # the report is unaffected

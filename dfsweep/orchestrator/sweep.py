@@ -24,8 +24,6 @@ from dfsweep.storage import Location
 from dfsweep.trainables.variants import get_variant, trial_id
 from dfsweep.verdict.scores import ScoreFileError, not_in_sweep_warning, read_score_file, write_plan
 
-BAD_SCORES = "_bad"  # scores/_bad/<name>.<UTC time>: score files that did not read back, kept for a post-mortem
-
 
 def plan_trials(cfg: Config) -> list[dict]:
     """Every trial of the sweep, seeds outermost so that partial results are balanced across variants."""
@@ -126,7 +124,7 @@ def sweep_state(cfg: Config, run: schema.RunDir) -> SweepState:
 def set_aside(f: Location) -> Location:
     """Move a score file to scores/_bad/<name>.<UTC time> (kept, out of every *.parquet listing); returns where."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    dst = f.parent / BAD_SCORES / f"{f.name}.{stamp}"
+    dst = f.parent / schema.SCORES_SET_ASIDE / f"{f.name}.{stamp}"
     f.move(dst)
     return dst
 

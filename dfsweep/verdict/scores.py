@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 from dfsweep import schema
 from dfsweep.storage import Location, parse
 
-PLAN_FILE = "_PLAN.json"  # in scores/; `_` keeps it out of Parquet folder reads and of the *.parquet score files
 ROW_KEYS = ("trial_id", "domain", "split", "sample_id", "perturbation", "level")  # unique in the scores
 
 
@@ -29,12 +28,12 @@ def write_plan(scores_dir: str | Location, trials: list[dict], *, dfsweep_versio
     """scores/_PLAN.json: the sweep's trials ({trial_id, variant, augmentation, seed}), in plan order."""
     keys = ("trial_id", "variant", "augmentation", "seed")
     plan = dict(dfsweep_version=dfsweep_version, trials=[{k: t[k] for k in keys} for t in trials])
-    (parse(scores_dir) / PLAN_FILE).write_text(json.dumps(plan, indent=1) + "\n")
+    (parse(scores_dir) / schema.SCORES_PLAN).write_text(json.dumps(plan, indent=1) + "\n")
 
 
 def read_plan(scores_dir: str | Location) -> list[str] | None:
     """The planned trial ids, or None when the run has no plan (made before plans were written)."""
-    f = parse(scores_dir) / PLAN_FILE
+    f = parse(scores_dir) / schema.SCORES_PLAN
     if not f.exists():
         return None
     try:
