@@ -21,7 +21,8 @@ from dfsweep.verdict import labels, plots
 from dfsweep.verdict.html import write_html
 from dfsweep.verdict.report import FIGURES_DIR, REPORT_HTML, report
 from dfsweep.verdict.scores import collect_scores
-from dfsweep.verdict.summary import build_summary, clean_test_groups, figure_data, group_scores, top_errors
+from dfsweep.verdict.figure_data import clean_test_groups, figure_data, top_errors
+from dfsweep.verdict.summary import build_summary, group_scores
 from test_report import SEEDS, SHIFT, _write_scores
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

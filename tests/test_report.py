@@ -22,8 +22,9 @@ from dfsweep.verdict import stats
 from dfsweep.verdict.console import render
 from dfsweep.verdict.report import FIGURES_DIR, REPORT_HTML, report, write_summary
 from dfsweep.verdict.scores import collect_scores
-from dfsweep.verdict.summary import (METRIC_COLUMNS, METRICS_COLUMNS, bootstrap_seed, build_summary, compare_runs,
-                                     confusion_data, group_scores)
+from dfsweep.verdict.compare import compare_runs
+from dfsweep.verdict.figure_data import confusion_data
+from dfsweep.verdict.summary import METRIC_COLUMNS, METRICS_COLUMNS, bootstrap_seed, build_summary, group_scores
 
 SEEDS = (1, 2, 3)
 
@@ -178,8 +179,10 @@ VERDICT_DEPENDS = {
     "tables": {"labels", "summary"},
     "console": {"labels", "tables"},
     "html": {"labels", "tables"},
-    "plots": {"labels", "summary"},
-    "report": {"console", "html", "labels", "plots", "scores", "summary"},
+    "figure_data": {"stats", "labels", "summary"},
+    "compare": {"stats", "labels", "scores", "summary", "figure_data"},
+    "plots": {"labels", "figure_data"},
+    "report": {"compare", "console", "figure_data", "html", "labels", "plots", "scores", "summary"},
 }
 # The bottom layer of dfsweep the verdict may use; never a stage (trainables, data_pipeline, orchestrator) or the CLI.
 VERDICT_MAY_USE = {"dfsweep", "dfsweep.schema", "dfsweep.config", "dfsweep.storage", "dfsweep.crops",

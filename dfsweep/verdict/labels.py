@@ -181,3 +181,13 @@ def caption(path: str | Path, grains: list[str] | None = None, axes: list[Pertur
     if len(grains) > 1:
         text += GRAINS_NOTE.format(grains=", ".join(auc_label(g) for g in grains))
     return text
+
+
+def cell_order(grain: str, arm: str, domain: str) -> tuple:
+    """How (grain, arm, domain) cells are listed everywhere: by grain, then domain, then arm."""
+    return GRAIN_ORDER[grain], domain, arm
+
+
+def grains_present(grains: set[str]) -> list[str]:
+    """The grains in GRAINS order; an empty run counts as image grain, as every run did before grains existed."""
+    return sorted(grains, key=GRAIN_ORDER.get) or ["image"]

@@ -1,4 +1,4 @@
-"""The report's figures: PNGs under RUN_DIR/figures/, drawn from the summary and summary.FigureData (no statistics
+"""The report's figures: PNGs under RUN_DIR/figures/, drawn from the summary and figure_data.FigureData (no statistics
 here); thumbnails of the errors come from crops/ through dfsweep.crops.
 
 One function per figure, each returning the path it wrote; `make_figures` writes them all. The same files give
@@ -29,7 +29,7 @@ from dfsweep.storage import Location  # noqa: E402
 from dfsweep.verdict.labels import (CONFUSION_PNG, ERRORS_PREFIX, FIGURES_DIR, GRAIN_UNIT, GRAINS,  # noqa: E402
                                     HISTOGRAMS_PNG, ROBUSTNESS_PNG, ROC_PNG, auc_label, format_mean_sd,
                                     format_number, grain_title, grains_of, perturbation_axes)
-from dfsweep.verdict.summary import FigureData  # noqa: E402
+from dfsweep.verdict.figure_data import FigureData  # noqa: E402
 
 DPI = 100
 # A fixed PNG metadata dict: matplotlib would otherwise stamp its version ("Software"), which is not the data's.

@@ -15,11 +15,13 @@ import numpy as np
 from dfsweep import schema
 from dfsweep.config import ReportConfig
 from dfsweep.storage import Location, parse
+from dfsweep.verdict.compare import compare_runs
 from dfsweep.verdict.console import render, render_comparison
+from dfsweep.verdict.figure_data import figure_data
 from dfsweep.verdict.html import REPORT_HTML, write_html
 from dfsweep.verdict.labels import FIGURES_DIR
 from dfsweep.verdict.scores import ScoreFiles, collect_scores, not_in_sweep_warning, score_files, unscored_warning
-from dfsweep.verdict.summary import METRICS_COLUMNS, build_summary, compare_runs, figure_data, group_scores, timed
+from dfsweep.verdict.summary import METRICS_COLUMNS, build_summary, group_scores, timed
 
 __all__ = ["COMPARE_JSON", "FIGURES_DIR", "REPORT_HTML", "compare", "report", "write_metrics_csv", "write_summary"]
 

@@ -1,9 +1,9 @@
-"""Scores -> one summary: every number the report shows, as plain data (summary.json), and the figures' data.
+"""Scores -> one summary: every number the report shows, as plain data (summary.json).
 
 `group_scores` splits the scores table into groups in one sort; `build_summary` computes from them (through stats)
 the per-trial metrics, the per-seed and across-seed tests of each candidate against the baseline, robustness and the
-validity warnings; `figure_data` takes the clean test groups from the same grouping for the figures; `compare_runs`
-sets two runs side by side. The arms' roles (baseline, candidate, diagnostic) come from the scores' `role` column
+validity warnings. The figures' data (figure_data.py) and two runs side by side (compare.py) start from the same
+grouping. The arms' roles (baseline, candidate, diagnostic) come from the scores' `role` column
 (schema.role_of), never from a variant's name. METRIC_COLUMNS is the one list of per-trial metric columns that
 metrics.csv, the console and report.html show.
 
@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -29,8 +29,8 @@ import yaml
 from dfsweep import __version__, perturbations, schema
 from dfsweep.config import ReportConfig, config_from_dict
 from dfsweep.verdict import stats
-from dfsweep.verdict.labels import (COUNT_HEADER, GRAIN_MEANING, GRAIN_ORDER, GRAIN_UNIT, GRAINS, auc_label,
-                                    format_interval, format_number)
+from dfsweep.verdict.labels import (COUNT_HEADER, GRAIN_MEANING, GRAIN_ORDER, GRAIN_UNIT, auc_label, cell_order,
+                                    format_interval, format_number, grains_present)
 from dfsweep.verdict.scores import collect_scores, encoded, row_keys, value_ranks
 
 BASELINE, CANDIDATE, DIAGNOSTIC = schema.ROLES
@@ -39,7 +39,6 @@ DIAGNOSTIC_IN_DOMAIN_AUC = 0.8
 # "Beats the baseline on the target" only counts where the diagnostic itself is off chance: two near-0.5 AUCs say
 # nothing.
 DIAGNOSTIC_TARGET_MIN_AUC = 0.6
-CONTACT_SHEET_K = 16  # highest-confidence errors shown per arm
 
 # "Ranking fine, calibration off": the paper's baseline ranked target samples well yet called them all real at 0.5.
 CALIBRATION_MIN_AUC = 0.7
@@ -281,14 +280,10 @@ def per_trial(data: GroupedScores, metrics: list[dict]) -> list[dict]:
     return rows
 
 
-def _cell_order(grain: str, arm: str, domain: str) -> tuple:
-    return GRAIN_ORDER[grain], domain, arm
-
-
 def aggregate(trials: list[dict]) -> list[dict]:
     """Mean ± sd across seeds per grain, arm and domain."""
     out = []
-    cells = sorted({(t["auc_level"], t["arm"], t["domain"]) for t in trials}, key=lambda k: _cell_order(*k))
+    cells = sorted({(t["auc_level"], t["arm"], t["domain"]) for t in trials}, key=lambda k: cell_order(*k))
     for grain, arm, domain in cells:
         sub = [t for t in trials if (t["auc_level"], t["arm"], t["domain"]) == (grain, arm, domain)]
         a, acc = stats.mean_sd([t["auc"] for t in sub]), stats.mean_sd([t["accuracy"] for t in sub])
@@ -530,11 +525,6 @@ def timed(timings: dict[str, float] | None, step: str) -> Iterator[None]:
         timings[step] = timings.get(step, 0.0) + time.perf_counter() - start
 
 
-def _grains_present(grains: set[str]) -> list[str]:
-    """The grains in GRAINS order; an empty run counts as image grain, as every run did before grains existed."""
-    return sorted(grains, key=GRAIN_ORDER.get) or ["image"]
-
-
 def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
                   timings: dict[str, float] | None = None, data: GroupedScores | None = None) -> dict[str, Any]:
     """Everything the report shows, as plain data; the same files give the same summary.
@@ -560,7 +550,7 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
     with timed(timings, "robustness"):
         robust = robustness(metrics, cfg)
     ci = f"{cfg.ci_level:.0%}"
-    grains = _grains_present({m["auc_level"] for m in metrics} or {k[-1] for k in data.groups})
+    grains = grains_present({m["auc_level"] for m in metrics} or {k[-1] for k in data.groups})
     return dict(
         dfsweep_version=__version__,
         run_dir=str(run.root),
@@ -599,214 +589,3 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
         metrics=metrics,
         warnings=_mixed_warnings(data) + warnings_for(trials, aggs, tests, seed_tests, cfg),
     )
-
-
-# The figures' data, computed once from the same grouping (plots.py draws these and computes nothing of its own).
-
-
-@dataclass(frozen=True)
-class CleanGroup:
-    """One clean test group of one trial and domain at one grain."""
-
-    trial_id: str
-    arm: str
-    seed: int
-    domain: str
-    grain: str
-    group: Group
-
-
-def clean_test_groups(data: GroupedScores, grains: tuple[str, ...] = GRAINS) -> list[CleanGroup]:
-    """Every clean test group at the given grains, ordered by grain, domain, arm, seed, trial."""
-    out = [CleanGroup(trial, arm_name(data.trials[trial]["variant"], data.trials[trial]["augmentation"]),
-                     data.trials[trial]["seed"], domain, grain, g)
-           for (trial, domain, split, pert, _, grain), g in data.groups.items()
-           if split == "test" and pert == perturbations.NONE and grain in grains]
-    out.sort(key=lambda x: (GRAIN_ORDER[x.grain], x.domain, x.arm, x.seed, x.trial_id))
-    return out
-
-
-@dataclass(frozen=True)
-class RocCurve:
-    trial_id: str
-    arm: str
-    seed: int
-    domain: str
-    grain: str
-    fpr: np.ndarray
-    tpr: np.ndarray
-    thresholds: np.ndarray
-    auc: float
-
-
-@dataclass(frozen=True)
-class ScoreDistribution:
-    """Scores of the real and of the fake test samples of one arm and domain at one grain, pooled over its seeds."""
-
-    arm: str
-    domain: str
-    grain: str
-    seeds: tuple[int, ...]
-    real: np.ndarray  # sorted
-    fake: np.ndarray  # sorted
-
-
-@dataclass(frozen=True)
-class ConfusionCell:
-    """Confusion counts of one arm and domain at one grain, summed over its seeds, at the report threshold."""
-
-    arm: str
-    domain: str
-    grain: str
-    threshold: float
-    seeds: tuple[int, ...]
-    tn: int
-    fp: int
-    fn: int
-    tp: int
-
-
-@dataclass(frozen=True)
-class ErrorSample:
-    """A misclassified test sample and its worst error over the seeds of one arm."""
-
-    sample_id: str
-    trial_id: str
-    seed: int
-    domain: str
-    label: int
-    score: float
-    error: float
-
-
-@dataclass(frozen=True)
-class FigureData:
-    """Everything the figures draw beyond the summary itself."""
-
-    rocs: tuple[RocCurve, ...]
-    distributions: tuple[ScoreDistribution, ...]
-    confusion: tuple[ConfusionCell, ...]
-    top_errors: Mapping[str, tuple[ErrorSample, ...]]  # per arm, most confident first, at most k
-    arms: tuple[str, ...]  # every arm of the run, sorted
-    threshold: float  # of the errors and the confusion counts
-    k: int  # errors kept per arm
-
-
-def roc_curves(groups: list[CleanGroup]) -> list[RocCurve]:
-    """One ROC per trial, domain and grain, with its AUC; groups lacking a class are left out."""
-    out = []
-    for x in groups:
-        g = x.group
-        if g.label.all() or not g.label.any():
-            continue
-        fpr, tpr, thr = stats.roc_curve(g.label, g.score)
-        out.append(RocCurve(x.trial_id, x.arm, x.seed, x.domain, x.grain, fpr, tpr, thr, stats.auc(g.label, g.score)))
-    return out
-
-
-def score_distributions(groups: list[CleanGroup]) -> list[ScoreDistribution]:
-    """Scores of real and of fake test samples per grain, arm and domain, pooled over the arm's seeds (at the video
-    grain, the videos' mean scores)."""
-    cells: dict[tuple[str, str, str], list[CleanGroup]] = {}
-    for x in groups:
-        cells.setdefault((x.grain, x.arm, x.domain), []).append(x)
-    out = []
-    for (grain, arm, domain), sub in sorted(cells.items(), key=lambda kv: _cell_order(*kv[0])):
-        score = np.concatenate([x.group.score for x in sub])
-        label = np.concatenate([x.group.label for x in sub])
-        out.append(ScoreDistribution(arm, domain, grain, tuple(sorted(x.seed for x in sub)),
-                                     np.sort(score[label == 0]), np.sort(score[label == 1])))
-    return out
-
-
-def confusion_data(summary: dict[str, Any]) -> list[ConfusionCell]:
-    """Confusion counts at the report threshold per grain, arm and domain, summed over the arm's seeds (test split,
-    clean)."""
-    cells: dict[tuple[str, str, str], list[dict]] = {}
-    for t in summary["trials"]:
-        cells.setdefault((t["auc_level"], t["arm"], t["domain"]), []).append(t)
-    return [ConfusionCell(arm, domain, grain, summary["statistics"]["threshold"], tuple(sorted(t["seed"] for t in sub)),
-                          *(int(sum(t[k] for t in sub)) for k in ("tn", "fp", "fn", "tp")))
-            for (grain, arm, domain), sub in sorted(cells.items(), key=lambda kv: _cell_order(*kv[0]))]
-
-
-def top_errors(groups: list[CleanGroup], arm: str, *, k: int = CONTACT_SHEET_K,
-               threshold: float = 0.5) -> list[ErrorSample]:
-    """The k misclassified test samples (clean; a score >= threshold is called fake) with the largest |score - label|,
-    pooled over the trials of one arm. A sample wrong in several seeds counts once, with its worst error (ties: the
-    first trial_id); ties between samples go to the smaller sample_id, so the list does not depend on row order.
-    Samples are images and frames (each has a crop to show), not videos."""
-    worst: dict[str, ErrorSample] = {}
-    for x in groups:
-        if x.arm != arm or x.grain not in ("image", "frame"):
-            continue
-        g = x.group
-        wrong = np.flatnonzero((g.score >= threshold) != (g.label == 1))
-        err = np.abs(g.score - g.label)
-        for i in wrong:
-            sid, e = str(g.sample_id[i]), float(err[i])
-            cur = worst.get(sid)
-            if cur is None or (-e, x.trial_id) < (-cur.error, cur.trial_id):
-                worst[sid] = ErrorSample(sid, x.trial_id, x.seed, x.domain, int(g.label[i]), float(g.score[i]), e)
-    return sorted(worst.values(), key=lambda r: (-r.error, r.sample_id))[:k]
-
-
-def figure_data(data: GroupedScores, summary: dict[str, Any], *, k: int = CONTACT_SHEET_K) -> FigureData:
-    """The figures' data from the grouped scores (clean test groups, taken once) and the summary (its threshold and
-    trial rows)."""
-    threshold = summary["statistics"]["threshold"]
-    groups = clean_test_groups(data)
-    arms = tuple(sorted({arm_name(m["variant"], m["augmentation"]) for m in data.trials.values()}))
-    return FigureData(tuple(roc_curves(groups)), tuple(score_distributions(groups)), tuple(confusion_data(summary)),
-                      {arm: tuple(top_errors(groups, arm, k=k, threshold=threshold)) for arm in arms}, arms, threshold,
-                      k)
-
-
-# Two runs side by side: `dfsweep report RUN_B --compare RUN_A`.
-
-
-def _arm_aucs(run: schema.RunDir) -> tuple[dict[tuple[str, str, str], dict[int, float]], dict[tuple[str, str], str]]:
-    """AUC per (grain, arm, domain) and seed on the clean test split, and a hash of each (grain, domain)'s test
-    sample_ids (video_ids at the video grain)."""
-    cells: dict[tuple[str, str, str], dict[int, float]] = {}
-    ids: dict[tuple[str, str], set[str]] = {}
-    for x in clean_test_groups(group_scores(collect_scores(run.scores))):
-        cells.setdefault((x.grain, x.arm, x.domain), {})[x.seed] = stats.auc(x.group.label, x.group.score)
-        ids.setdefault((x.grain, x.domain), set()).update(x.group.sample_id.tolist())
-    return cells, {k: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest()[:16] for k, v in ids.items()}
-
-
-def compare_runs(a: str | Path, b: str | Path) -> dict[str, Any]:
-    """Mean ± sd (ddof=1) of the AUC across seeds per grain, arm and domain in run A and in run B, and B - A; a grain
-    is only ever compared with the same grain.
-
-    Computed from each run's scores/ (not its summary.json, which may be stale). The difference is of means, not a
-    test: the runs need not share seeds or samples, and a warning says when their test samples differ.
-    """
-    run_a, run_b = schema.RunDir(a), schema.RunDir(b)
-    (cells_a, ids_a), (cells_b, ids_b) = _arm_aucs(run_a), _arm_aucs(run_b)
-    grains = _grains_present({k[0] for k in (*cells_a, *cells_b)})
-    several = len(grains) > 1
-    rows, warns = [], []
-    for grain, arm, domain in sorted(set(cells_a) | set(cells_b), key=lambda k: _cell_order(*k)):
-        row: dict[str, Any] = dict(arm=arm, domain=domain, auc_level=grain, metric=auc_label(grain))
-        for side, cells in (("a", cells_a), ("b", cells_b)):
-            by_seed = cells.get((grain, arm, domain), {})
-            ms = stats.mean_sd([by_seed[s] for s in sorted(by_seed)])
-            row.update({f"{side}_auc_mean": ms.mean if ms.n else None, f"{side}_auc_sd": ms.sd if ms.n else None,
-                        f"{side}_n_seeds": ms.n, f"{side}_seeds": sorted(by_seed)})
-        both = row["a_n_seeds"] and row["b_n_seeds"]
-        row["diff"] = row["b_auc_mean"] - row["a_auc_mean"] if both else None
-        if not both:
-            warns.append(f"{arm} on {domain} is only in run {'A' if row['a_n_seeds'] else 'B'}"
-                         + (f" ({auc_label(grain)})" if several else ""))
-        rows.append(row)
-    for key in sorted(set(ids_a) & set(ids_b), key=lambda k: (GRAIN_ORDER[k[0]], k[1])):
-        if ids_a[key] != ids_b[key]:
-            unit = GRAIN_UNIT[key[0]]
-            warns.append(f"{key[1]}: the runs were scored on different test {unit}s"
-                         + (f" ({auc_label(key[0])})" if several else "") + ": the difference mixes models and data")
-    return dict(metric=auc_label(grains[0]), auc_level=grains[0], auc_levels=grains, a=str(run_a.root),
-                b=str(run_b.root), split="test, clean",
-                difference="mean AUC of B - mean AUC of A at the same level (a difference of means across seeds, not a test)",
-                sd="sample standard deviation across seeds (ddof=1)", rows=rows, warnings=warns)
