@@ -2,9 +2,8 @@
 
 Emitted by the driver only (never inside a Ray task or trial):
 - `detected`   prepare: one more batch of face detections is on disk as a detections part (`rows`: so far in all);
-- `checkpoint` sweep: Tune registered a trial's epoch checkpoint (`trial`, `epoch`), emitted at the end of the
-  Tune step that registered it, in which Tune also saved its experiment state (its upload to tune/ runs in the
-  background: the state holding epoch k is on storage once the trial's next checkpoint event is out);
+- `checkpoint` sweep: Tune registered a trial's epoch checkpoint (`trial`, `epoch`): it is whole under tune/, what
+  a resumed trial starts from (emitted at the end of the Tune step that registered it);
 - `trial_done` sweep: a trial ended (`trial`, `status`: TERMINATED or ERROR).
 
 In the same process, `listening(fn)` calls fn(event) for each. For another process (a test that kills this one at

@@ -68,7 +68,7 @@ def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], nam
             **_tune_storage(run),  # checkpoints and per-epoch results live with the rest of the run
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the last epoch is all a restart needs
-            callbacks=[EmitEvents()],  # kept in the saved tuner: a restored sweep emits them too
+            callbacks=[EmitEvents()],  # the sweep's events (dfsweep.events): a checkpoint registered, a trial done
             verbose=1,
         ),
     )

@@ -8,8 +8,8 @@ from dfsweep import events
 
 
 class EmitEvents(Callback):
-    """`checkpoint` (trial, epoch) once the Tune step that registered the checkpoint has ended (that step also saved
-    the experiment state), and `trial_done` (trial, status) when a trial ends."""
+    """`checkpoint` (trial, epoch) once the Tune step that registered the checkpoint has ended, and `trial_done`
+    (trial, status) when a trial ends."""
 
     def __init__(self) -> None:
         self.registered: list[dict] = []
