@@ -170,9 +170,16 @@ def test_an_unfinished_trial_resumes_from_its_newest_checkpoint_that_reads_back(
     garbled.write_text('{"epoch": 4, "best')
     checkpoint("sweep-001", 0, 9, of="v1-none-s1")  # another trial's
 
-    earlier = earlier_checkpoints(run, trial)
-    assert earlier == [(3, "sweep-002/v2-paper-s1/checkpoint_000000"), (2, "sweep-001/v2-paper-s1/checkpoint_000001"),
-                       (1, "sweep-001/v2-paper-s1/checkpoint_000000")]
+    earlier = earlier_checkpoints(run, trial)  # the cut and the garbled ones left out
+    assert earlier == [(2, "sweep-001/v2-paper-s1/checkpoint_000001"), (1, "sweep-001/v2-paper-s1/checkpoint_000000")]
     _, restored = tune_checkpointing(earlier, run.tune)
     assert restored["state"]["epoch"] == 2 and restored["arrays"]["current"][0].tolist() == [2, 2, 2]
+    # The trial itself also passes over one that does not read back (a zip directory, but cut data).
+    damaged = checkpoint("sweep-003", 0, 5) / "arrays.npz"
+    data = bytearray(damaged.read_bytes())
+    data[40:80] = bytes(40)  # inside the array's data, before the zip directory
+    damaged.write_bytes(bytes(data))
+    listed = earlier_checkpoints(run, trial)
+    assert listed[0] == (5, "sweep-003/v2-paper-s1/checkpoint_000000")
+    assert tune_checkpointing(listed, run.tune)[1]["state"]["epoch"] == 2
     assert tune_checkpointing([], run.tune)[1] is None  # nothing earlier: the trial starts afresh

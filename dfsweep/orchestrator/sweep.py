@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -143,17 +144,20 @@ def todo_trials(cfg: Config, run: schema.RunDir, log=print) -> list[dict]:
 
 
 def earlier_checkpoints(run: schema.RunDir, trial: str) -> list[tuple[int, str]]:
-    """(epoch, path under tune/) of every epoch checkpoint an earlier sweep of this run left for the trial, newest
-    epoch first. A resumed trial starts from the first of them that reads back (trainables.checkpoint).
+    """(epoch, path under tune/) of every whole epoch checkpoint an earlier sweep of this run left for the trial,
+    newest epoch first. A resumed trial starts from the first of them that reads back (trainables.checkpoint).
 
     This, not Tune's restore of its own experiment state, is how a sweep resumes: Tune uploads that state in the
-    background after each checkpoint, so a driver killed meanwhile leaves it half-written and unrestorable, while a
-    trial's checkpoint is whole once Tune has it (a cut one fails to read and the one before it is used)."""
+    background after each checkpoint, so a driver killed meanwhile leaves it half-written and unrestorable. A trial
+    killed while it wrote a checkpoint leaves that one cut: it is left out here (its state.json does not parse, or
+    its arrays.npz has no zip directory, which is written last), and the one before it is used."""
     found = []
     for state in run.tune.glob(f"sweep-*/{trial}/checkpoint_*/state.json"):
         try:
             epoch = int(json.loads(state.read_text())["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
+            with state.fs.open_input_file((state.parent / "arrays.npz").path) as f:
+                zipfile.ZipFile(f).close()
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             continue
         found.append((epoch, posixpath.relpath(state.parent.path, run.tune.path)))
     return sorted(found, reverse=True)
