@@ -7,6 +7,8 @@ lists the valid ones, and every value is type-checked when the dataclass is buil
 from __future__ import annotations
 
 import dataclasses
+import re
+import types
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ class PrepareConfig:
     source_layout: str = "auto"
     target_layout: str = "auto"
     # Keep a dataset's own Train/Validation/Test split (manjilkarki) instead of drawing ours; the target tests on
-    # its Test part and adapts on the rest.
+    # its Test part, holds its Validation part out as target/val and adapts on the rest.
     keep_dataset_splits: bool = False
     video_frames: int = 8  # evenly spaced frames sampled from each video
     # Per-class caps (the paper: 200 per class on the source set, 150 on the target set): files sampled per class for
@@ -54,6 +56,10 @@ class PrepareConfig:
     source_test_fraction: float = 0.2
     # The target is cut into a disjoint `adapt` split (V2's domain fine-tuning) and `test`.
     target_adapt_fraction: float = 0.3
+    # Of that adapt pool, this share of the target is held out as `target/val` (drawn among the adapt groups, so
+    # target test is the same whatever it is): arms that select their epoch on the target (selection target_val)
+    # adapt on the rest and select on it; arms that select on source val adapt on the whole pool (adapt + val).
+    target_val_fraction: float = 0.1
     crop_size_px: int = 299
     face_margin: float = 0.3  # fraction of the box's longer side added on every side before the square crop
     min_face_px: int = 40  # MTCNN's smallest face to look for (and the smallest box kept)
@@ -81,6 +87,8 @@ class PrepareConfig:
         _check(0 < self.source_val_fraction < 1 and 0 < self.source_test_fraction < 1 and f < 1,
                "prepare.source_val_fraction and source_test_fraction must be in (0, 1) and leave room for train")
         _check(0 < self.target_adapt_fraction < 1, "prepare.target_adapt_fraction must be in (0, 1)")
+        _check(0 <= self.target_val_fraction < self.target_adapt_fraction,
+               "prepare.target_val_fraction must be in [0, target_adapt_fraction): it is carved out of the adapt pool")
         _check(0 <= self.min_face_prob <= 1, "prepare.min_face_prob must be in [0, 1]")
         _check(self.source_name != self.target_name, "prepare.source_name and target_name must differ")
         for name in ("source_layout", "target_layout"):
@@ -174,6 +182,33 @@ def default_test_perturbations() -> dict[str, tuple[int, ...]]:
     return {name: p.default_levels for name, p in PERTURBATIONS.items()}
 
 
+# How a trial chooses its epoch: on source val (the paper's protocol), or on target val, a held-out part of the
+# target's adapt pool (prepare.target_val_fraction), disjoint from target test and never test itself.
+SELECTIONS = ("source_val", "target_val")
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One point of the candidate variants' grid (sweep.arms): V2's interventions. A key left out takes the base
+    point's value: augmentation "paper", train.unfreeze_last_layers, train.adapt_share, selection "source_val"."""
+
+    # The arm's id in trial ids, scores and the report; "" names it after what it changes from the base point
+    # (orchestrator/sweep.arm_name: e.g. "none-u0-a50-tval").
+    name: str = ""
+    augmentation: str = "paper"  # a train-time augmentation preset (trainables/augment.PRESETS)
+    unfreeze_layers: int | None = None  # the last backbone layers fine-tuned; 0 = the head only
+    adapt_share: float | None = None  # share of each fine-tuning batch from the target adapt split; 0 = none
+    selection: str = "source_val"  # SELECTIONS
+
+    def __post_init__(self) -> None:
+        _check(self.name == "" or re.fullmatch(r"[A-Za-z0-9_]+(-[A-Za-z0-9_.]+)*", self.name) is not None,
+               f"sweep.arms name {self.name!r} must be letters, digits and _ (parts joined by -)")
+        _check(self.unfreeze_layers is None or self.unfreeze_layers >= 0, "sweep.arms unfreeze_layers must be >= 0")
+        _check(self.adapt_share is None or 0 <= self.adapt_share < 1, "sweep.arms adapt_share must be in [0, 1)")
+        _check(self.selection in SELECTIONS, f"sweep.arms selection must be one of {', '.join(SELECTIONS)}; "
+                                             f"got {self.selection!r}")
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """Which trials Ray Tune runs, and with what resources."""
@@ -181,9 +216,17 @@ class SweepConfig:
     # v1, v2 and the shortcut check `cue` (a logistic regression on trivial image statistics, seconds per trial).
     variants: tuple[str, ...] = ("v1", "v2", "cue")
     seeds: tuple[int, ...] = (42, 123, 7)
-    # Train-time augmentation presets (trainables/augment.py) swept for the variants that take one (V2);
-    # V1 runs once per seed whatever this holds.
-    augmentations: tuple[str, ...] = ("paper",)
+    # The candidate arms (variants that take them: V2) are the grid over V2's interventions; each combination of
+    # these axes is one arm, named after what it changes from the base point (paper augmentation,
+    # train.unfreeze_last_layers, train.adapt_share, source-val selection): the defaults give the paper's V2 alone,
+    # arm "paper". V1 and cue run once per seed whatever these hold.
+    augmentations: tuple[str, ...] = ("paper",)  # train-time augmentation presets (trainables/augment.py)
+    unfreeze_layers: tuple[int, ...] = ()  # backbone layers fine-tuned (0 = head only); empty: train.unfreeze_last_layers
+    adapt_shares: tuple[float, ...] = ()  # target-adapt share of fine-tuning batches; empty: train.adapt_share
+    selections: tuple[str, ...] = ("source_val",)  # SELECTIONS
+    # Or the arms one by one, instead of the grid (a list of mappings, keys of ArmSpec): e.g.
+    # [{augmentation: paper}, {augmentation: none, unfreeze_layers: 0, adapt_share: 0.5, selection: target_val}].
+    arms: tuple[ArmSpec, ...] = ()
     # Share work between trials: the frozen-backbone feature cache (V1 of every seed embeds each crop once).
     # Off only to measure what sharing saves (bench/sweep.py --no-cache).
     share_work: bool = True
@@ -198,6 +241,17 @@ class SweepConfig:
         _check(len(set(self.seeds)) == len(self.seeds), f"sweep.seeds has duplicates: {list(self.seeds)}")
         _check(len(self.augmentations) > 0 and len(set(self.augmentations)) == len(self.augmentations),
                "sweep.augmentations must be a non-empty list without duplicates")
+        for axis in ("unfreeze_layers", "adapt_shares", "selections"):
+            values = getattr(self, axis)
+            _check(len(set(values)) == len(values), f"sweep.{axis} has duplicates: {list(values)}")
+        _check(all(n >= 0 for n in self.unfreeze_layers), "sweep.unfreeze_layers must hold values >= 0")
+        _check(all(0 <= a < 1 for a in self.adapt_shares), "sweep.adapt_shares must hold values in [0, 1)")
+        _check(len(self.selections) > 0 and set(self.selections) <= set(SELECTIONS),
+               f"sweep.selections must hold some of {', '.join(SELECTIONS)}; got {list(self.selections)}")
+        grid_given = (self.augmentations != ("paper",) or self.unfreeze_layers or self.adapt_shares
+                      or self.selections != ("source_val",))
+        _check(not (self.arms and grid_given), "give either sweep.arms (arms one by one) or the grid axes "
+               "(sweep.augmentations, unfreeze_layers, adapt_shares, selections), not both")
         _check(self.cpus_per_trial > 0, "sweep.cpus_per_trial must be > 0")
         _check(self.gpus_per_trial >= 0, "sweep.gpus_per_trial must be >= 0")
 
@@ -236,6 +290,16 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     """Check one YAML value against its field's annotation; ints are accepted where floats are expected."""
     where = f"{section}.{key}"
     origin = typing.get_origin(annotation)
+    if origin is types.UnionType:  # `X | None`: YAML null, or an X
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return None if value is None else _coerce(section, key, value, inner)
+    if dataclasses.is_dataclass(annotation):  # a mapping of the dataclass's keys (sweep.arms items)
+        _check(isinstance(value, dict), f"{where} items must be mappings, got {value!r}")
+        hints = typing.get_type_hints(annotation)
+        valid = [f.name for f in dataclasses.fields(annotation)]
+        unknown = sorted(set(value) - set(valid))
+        _check(not unknown, f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid)}")
+        return annotation(**{k: _coerce(section, f"{key}.{k}", v, hints[k]) for k, v in value.items()})
     if origin is dict:
         key_type, value_type = typing.get_args(annotation)
         _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")

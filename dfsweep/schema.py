@@ -35,7 +35,7 @@ MANIFEST = pa.schema([
     ("domain", pa.string()),
     ("label", pa.int8()),  # 0 real, 1 fake
     ("group", pa.string()),  # samples of one group (an identity, a video) never cross splits
-    ("split", pa.string()),  # train|val|test (source), adapt|test (target), drawn among the ok rows; "" for the rest
+    ("split", pa.string()),  # train|val|test (source), adapt|val|test (target), drawn among the ok rows; "" for the rest
     ("status", pa.string()),
     ("reason", pa.string()),
     ("video_id", pa.string()),  # content hash of the video a frame comes from; "" for an image
@@ -80,14 +80,23 @@ SCORES = pa.schema([
     ("score", pa.float32()),  # probability of fake
     ("video_id", pa.string()),  # the video a frame comes from ("" for an image): video-level metrics group by it
     ("role", pa.string()),  # the variant's role (ROLES); "" in files from before roles: see role_of
+    # The trial's arm: its grid point's id (orchestrator/sweep.arm_name; "none" for V1 and cue); "" in files from
+    # before arms, whose arm was their augmentation (see arm_of).
+    ("arm", pa.string()),
 ])
 
 # Columns a file may lack (written before they existed, or by a tool that has none to give): filled on read.
-OPTIONAL_DEFAULTS = {"video_id": "", "role": ""}
+OPTIONAL_DEFAULTS = {"video_id": "", "role": "", "arm": ""}
+
+
+def arm_of(augmentation: str, arm: str) -> str:
+    """A score row's arm: its own, or (older files, arm "") its augmentation, which was the only axis then."""
+    return arm or augmentation
 
 
 def scores_schema(*, video: bool = True) -> pa.Schema:
-    """SCORES, or SCORES without its optional columns (video_id, role: for minimal writers of image-only scores)."""
+    """SCORES, or SCORES without its optional columns (video_id, role, arm: for minimal writers of image-only
+    scores)."""
     return SCORES if video else pa.schema([f for f in SCORES if f.name not in OPTIONAL_DEFAULTS])
 
 
@@ -100,6 +109,9 @@ def role_of(variant: str, role: str) -> str:
 # to make the crops it was trained on (the crop settings of prepare, the input size and pixel range of train).
 MODEL_CARD_KEYS = ("trial_id", "variant", "augmentation", "seed", "role", "input_size_px", "pixel_range", "weights",
                    "chosen_epoch", "source_val_auc", "crop")
+# Written since arms exist (cards from before lack them): the grid point, and the split the epoch was chosen on with
+# its AUC there (source_val_auc is always the source val AUC of the chosen model).
+MODEL_CARD_ARM_KEYS = ("arm", "unfreeze_layers", "adapt_share", "selection", "selection_auc")
 MODEL_CARD_CROP_KEYS = ("crop_size_px", "face_margin", "min_face_px", "min_face_prob", "face_policy", "video_frames")
 
 

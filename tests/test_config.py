@@ -46,6 +46,13 @@ def test_unknown_section_is_refused():
     ({"sweep": {"seeds": [1, 1]}}, "duplicates"),
     ({"prepare": {"source_val_fraction": 0.5, "source_test_fraction": 0.5}}, "room for train"),
     ({"report": {"ci_level": 95}}, "ci_level"),
+    ({"sweep": {"selections": ["test"]}}, "source_val, target_val"),
+    ({"sweep": {"adapt_shares": [1.0]}}, r"\[0, 1\)"),
+    ({"sweep": {"arms": [{"augmentation": "none", "unfrozen": 0}]}}, "valid keys: name, augmentation, unfreeze_layers"),
+    ({"sweep": {"arms": ["paper"]}}, "items must be mappings"),
+    ({"sweep": {"arms": [{"selection": "target_test"}]}}, "selection must be one of source_val, target_val"),
+    ({"sweep": {"arms": [{"augmentation": "paper"}], "unfreeze_layers": [0, 40]}}, "either sweep.arms .* or the grid"),
+    ({"prepare": {"target_adapt_fraction": 0.2, "target_val_fraction": 0.2}}, "carved out of the adapt pool"),
 ])
 def test_bad_values_are_refused_with_the_key_named(data, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -63,3 +70,17 @@ def test_frozen_and_overridable():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_arms_are_mappings_whose_left_out_keys_stay_unset_and_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sweep:\n  arms:\n    - {augmentation: paper}\n"
+                    "    - {name: head_adapt, augmentation: none, unfreeze_layers: 0, adapt_share: 0.5,"
+                    " selection: target_val}\n")
+    cfg = load_config(path)
+    paper, head = cfg.sweep.arms
+    assert (paper.name, paper.augmentation, paper.unfreeze_layers, paper.adapt_share, paper.selection) == \
+        ("", "paper", None, None, "source_val")
+    assert (head.name, head.unfreeze_layers, head.adapt_share, head.selection) == ("head_adapt", 0, 0.5, "target_val")
+    assert cfg == config_from_dict(config_to_dict(cfg))
+    assert with_overrides(cfg, "sweep", gpus_per_trial=1.0).sweep.arms == cfg.sweep.arms

@@ -659,7 +659,7 @@ def _rows(trial, variant, aug, seed, domain, split, pert, level, sample_id, y, s
     return pa.table(dict(trial_id=[trial] * n, variant=[variant] * n, augmentation=[aug] * n, seed=[seed] * n,
                          dataset=[domain] * n, domain=[domain] * n, split=[split] * n, sample_id=sample_id, label=y,
                          perturbation=[pert] * n, level=[level] * n, score=s, video_id=video_id),
-                    schema=pa.schema([f for f in schema.SCORES if f.name != "role"]))  # a file from before roles
+                    schema=pa.schema([f for f in schema.SCORES if f.name not in ("role", "arm")]))  # from before roles
 
 
 def _per_video(t: dict) -> tuple[np.ndarray, np.ndarray]:

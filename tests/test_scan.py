@@ -61,9 +61,23 @@ def test_groups_never_cross_splits_and_fractions_hold(tmp_path):
     counts = {s: sum(r["split"] == s for r in src) for s in ("train", "val", "test")}
     assert counts["val"] >= 0.2 * 60 and counts["test"] >= 0.2 * 60 and counts["train"] > 0
     tgt = [r for r in m if r["domain"] == "target"]
-    adapt = {r["sample_id"] for r in tgt if r["split"] == "adapt"}
-    test = {r["sample_id"] for r in tgt if r["split"] == "test"}
-    assert adapt and test and not adapt & test and len(adapt) + len(test) == 50
+    adapt, val, test = ({r["sample_id"] for r in tgt if r["split"] == s} for s in ("adapt", "val", "test"))
+    assert adapt and val and test and not (adapt & test or val & test or adapt & val)
+    assert len(adapt) + len(val) + len(test) == 50
+    for r in tgt:
+        assert split_of.setdefault(r["group"], r["split"]) == r["split"]
+
+
+def test_target_val_is_carved_out_of_the_adapt_pool_and_leaves_test_as_it_was(tmp_path):
+    def target(**kw):
+        m = build_manifest(_cfg(tmp_path, source_per_class_cap=0, **kw)).to_pylist()
+        return {s: {r["sample_id"] for r in m if r["domain"] == "target" and r["split"] == s}
+                for s in ("adapt", "val", "test")}
+
+    without, carved = target(target_val_fraction=0.0), target(target_val_fraction=0.15)
+    assert not without["val"] and carved["val"]
+    assert carved["test"] == without["test"]
+    assert carved["adapt"] | carved["val"] == without["adapt"]
 
 
 def test_duplicate_content_is_recorded_not_used(tmp_path):
@@ -180,8 +194,8 @@ def test_manjilkarki_own_split_can_be_kept_or_ignored(tmp_path):
     for r in kept:
         own = r["path"].split("/Dataset/")[1].split("/")[0]
         want = {"Train": "train", "Validation": "val", "Test": "test"}[own]
-        if r["domain"] == "target":
-            want = "test" if want == "test" else "adapt"
+        if r["domain"] == "target":  # its Validation part is target/val, held out of the adapt pool
+            want = want if want in ("test", "val") else "adapt"
         assert r["split"] == want
     ours = build_manifest(PrepareConfig(**base)).to_pylist()
     assert {r["split"] for r in ours if r["domain"] == "source"} == {"train", "val", "test"}

@@ -35,6 +35,6 @@ def test_nulls_are_refused():
 def test_optional_columns_are_filled_with_their_default():
     t = schema.validate_table(_scores(), schema.SCORES, "scores")  # written without video_id and role
     assert t.column("video_id").to_pylist() == [""] and t.column("role").to_pylist() == [""]
-    assert schema.scores_schema(video=False).names == [n for n in schema.SCORES.names if n not in ("video_id", "role")]
+    assert schema.scores_schema(video=False).names == [n for n in schema.SCORES.names if n not in ("video_id", "role", "arm")]
     assert schema.role_of("v1", "") == "baseline" and schema.role_of("cue", "") == "diagnostic"
     assert schema.role_of("v2", "") == "candidate" and schema.role_of("v1", "candidate") == "candidate"

@@ -36,6 +36,58 @@ def _cut(path, keep: float = 0.5) -> None:
     Path(path).write_bytes(data[: int(len(data) * keep)])
 
 
+# --- the grid: arms of V2's interventions (issue 15 item 3) ------------------------------------------------------------
+
+def _plan(sweep: dict, train: dict | None = None) -> list[dict]:
+    from dfsweep.orchestrator.sweep import plan_trials
+
+    return plan_trials(config_from_dict({"sweep": {"seeds": [1], **sweep}, "train": train or {}}))
+
+
+def test_the_default_grid_is_the_papers_v2_alone_and_keeps_its_trial_ids():
+    plan = _plan({})
+    assert [t["trial_id"] for t in plan] == ["v1-none-s1", "v2-paper-s1", "cue-none-s1"]
+    v1, v2, _ = plan
+    assert (v2["arm"], v2["augmentation"], v2["unfreeze_layers"], v2["adapt_share"], v2["selection"]) == \
+        ("paper", "paper", 40, 0.25, "source_val")
+    assert (v1["arm"], v1["unfreeze_layers"], v1["adapt_share"]) == ("none", 0, 0.0)  # V1 fine-tunes nothing
+    # sweep.augmentations alone names its arms after the presets, as before arms existed
+    assert [t["trial_id"] for t in _plan({"variants": ["v2"], "augmentations": ["paper", "robust"]})] == \
+        ["v2-paper-s1", "v2-robust-s1"]
+
+
+def test_every_combination_of_the_axes_is_one_arm_named_by_what_it_changes():
+    plan = _plan({"variants": ["v1", "v2"], "augmentations": ["none", "paper"], "unfreeze_layers": [0, 40],
+                  "adapt_shares": [0, 0.25], "selections": ["source_val", "target_val"]})
+    arms = [t["arm"] for t in plan if t["variant"] == "v2"]
+    assert len(arms) == len(set(arms)) == 16
+    assert {"paper", "none-u0-a0-tval", "paper-a0", "none-u0", "paper-tval"} <= set(arms)
+    by = {t["arm"]: t for t in plan}
+    assert (by["none-u0-a0-tval"]["unfreeze_layers"], by["none-u0-a0-tval"]["adapt_share"],
+            by["none-u0-a0-tval"]["selection"]) == (0, 0.0, "target_val")
+    # names are relative to train's own depth and share: the base point is "paper" whatever they are
+    assert [t["arm"] for t in _plan({"variants": ["v2"]}, {"unfreeze_last_layers": 20, "adapt_share": 0.5})] == ["paper"]
+
+
+def test_arms_one_by_one_take_the_base_point_for_what_they_leave_out():
+    plan = _plan({"variants": ["v2"], "arms": [{"augmentation": "paper"},
+                                               {"augmentation": "none", "unfreeze_layers": 0, "adapt_share": 0.5,
+                                                "selection": "target_val"},
+                                               {"name": "mine", "augmentation": "robust", "adapt_share": 0}]})
+    assert [(t["trial_id"], t["unfreeze_layers"], t["adapt_share"]) for t in plan] == \
+        [("v2-paper-s1", 40, 0.25), ("v2-none-u0-a50-tval-s1", 0, 0.5), ("v2-mine-s1", 40, 0.0)]
+
+
+@pytest.mark.parametrize("arms, fragment", [
+    ([{"name": "x"}, {"name": "x", "adapt_share": 0}], "two arms are named 'x'"),
+    ([{"augmentation": "paper"}, {"name": "again"}], "same grid point"),
+    ([{"augmentation": "heavy"}], "unknown augmentation 'heavy'"),
+])
+def test_arms_that_cannot_be_told_apart_are_refused(arms, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        _plan({"variants": ["v2"], "arms": arms})
+
+
 # --- item 3: the report covers exactly the planned trials ------------------------------------------------------------
 
 def test_dropping_a_seed_leaves_its_trials_out_of_the_report_and_names_them(tmp_path):

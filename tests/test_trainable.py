@@ -52,17 +52,24 @@ def _run(run, cfg, spec, *, kill_after=None, restored=None, out=None):
 
 
 _UNDISTURBED: dict = {}
+# V2 with the paper's fine-tuning (robust augmentation), and the arm that fine-tunes the head alone on cached features
+# (0 layers unfrozen, no augmentation) with half of each batch from target adapt, selecting on target val.
+SPECS = {"v2-robust": dict(variant="v2", augmentation="robust", seed=3),
+         "v2-head-tval": dict(variant="v2", arm="none-u0-a50-tval", augmentation="none", unfreeze_layers=0,
+                              adapt_share=0.5, selection="target_val", seed=3)}
 
 
 # Every epoch of both phases (head_epochs=2, finetune_epochs=2): inside the head phase, right at the phase boundary
 # (the last head epoch), inside fine-tuning, and after the last epoch (only scoring left).
-@pytest.mark.parametrize("kill_after", [1, 2, 3, 4])
-def test_v2_killed_mid_run_resumes_to_the_same_scores(crops_run, weights_file, tmp_path_factory, tmp_path, kill_after):
+@pytest.mark.parametrize("arm, kill_after", [("v2-robust", 1), ("v2-robust", 2), ("v2-robust", 3), ("v2-robust", 4),
+                                             ("v2-head-tval", 2), ("v2-head-tval", 3)])
+def test_v2_killed_mid_run_resumes_to_the_same_scores(crops_run, weights_file, tmp_path_factory, tmp_path, arm,
+                                                      kill_after):
     cfg = _cfg(weights_file)
-    spec = dict(variant="v2", augmentation="robust", seed=3)
-    if "v2" not in _UNDISTURBED:  # one undisturbed run serves every kill point
-        _UNDISTURBED["v2"], _ = _run(crops_run, cfg, spec, out=schema.RunDir(tmp_path_factory.mktemp("whole")))
-    whole = _UNDISTURBED["v2"]
+    spec = SPECS[arm]
+    if arm not in _UNDISTURBED:  # one undisturbed run serves every kill point
+        _UNDISTURBED[arm], _ = _run(crops_run, cfg, spec, out=schema.RunDir(tmp_path_factory.mktemp("whole")))
+    whole = _UNDISTURBED[arm]
     part, payload = _run(crops_run, cfg, spec, kill_after=kill_after, out=schema.RunDir(tmp_path / "killed"))
     assert part is None and payload["state"]["epoch"] == kill_after
     resumed, _ = _run(crops_run, cfg, spec, restored=payload, out=schema.RunDir(tmp_path / "killed"))
@@ -126,7 +133,7 @@ def test_every_variant_scores_under_the_same_contract_with_its_role(crops_run, w
     assert variant.role in schema.ROLES
     cfg = _cfg(weights_file, head_epochs=1, finetune_epochs=1, test_perturbations=dict(jpeg=(50,), blur=(), noise=()))
     out = schema.RunDir(tmp_path / name)
-    table, _ = _run(crops_run, cfg, dict(variant=name, augmentation="paper" if variant.augmentation_axis else "none",
+    table, _ = _run(crops_run, cfg, dict(variant=name, augmentation="paper" if variant.arms else "none",
                                          seed=1), out=out)
     schema.validate_table(table, schema.SCORES, name)
     assert set(table.column("role").to_pylist()) == {variant.role}
@@ -134,6 +141,54 @@ def test_every_variant_scores_under_the_same_contract_with_its_role(crops_run, w
     s = table.column("score").to_numpy()
     assert np.all((s >= 0) & (s <= 1)) and np.isfinite(s).all()
     assert (out.models / f"{table.column('trial_id')[0].as_py()}.keras").exists() == variant.keras
+
+
+@pytest.mark.parametrize("selection", ["target_val", "source_val"])
+def test_an_arm_selects_on_its_split_and_adapts_on_the_rest_of_the_pool(crops_run, weights_file, tmp_path, selection):
+    """Head-only fine-tuning without augmentation runs on the cached features; selecting on target val it adapts on
+    target adapt alone and chooses its epoch there, selecting on source val it adapts on the whole pool (adapt + val).
+    The exported model (pixels in, the real backbone) gives the scores the features path wrote."""
+    import json
+
+    import keras
+    from sklearn.metrics import roc_auc_score
+
+    from dfsweep.crops import CropStore
+    from dfsweep.trainables.data import index_crops, load_split
+    from dfsweep.trainables.train import run_trial
+
+    cfg = _cfg(weights_file, finetune_epochs=3, finetune_lr=1e-3, test_perturbations=dict(jpeg=(), blur=(), noise=()))
+    arm = "none-u0-a50" + ("-tval" if selection == "target_val" else "")
+    spec = dict(variant="v2", arm=arm, augmentation="none", unfreeze_layers=0, adapt_share=0.5, selection=selection,
+                seed=1)
+    out = schema.RunDir(tmp_path / "r")
+    shutil.copytree(crops_run.crops, out.crops)
+    metrics: list[dict] = []
+    table = run_trial(spec, str(out.root), cfg, cpus=2, report=metrics.append)
+    tid = f"v2-{arm}-s1"
+    assert set(table.column("trial_id").to_pylist()) == {tid} and set(table.column("arm").to_pylist()) == {arm}
+    sets = {f.stem for f in Path(out.features).rglob("*.npy")}
+    if selection == "target_val":
+        assert {"target-val", "target-adapt"} <= sets and "target-adapt-pool" not in sets
+    else:
+        assert "target-adapt-pool" in sets and not {"target-val", "target-adapt"} & sets
+    finetune = [m for m in metrics if m.get("phase") == "finetune"]
+    assert len(finetune) == 3
+    card = json.loads((out.models / f"{tid}.json").read_text())
+    assert (card["arm"], card["unfreeze_layers"], card["adapt_share"], card["selection"]) == (arm, 0, 0.5, selection)
+    chosen = next(m for m in finetune if f"finetune/{finetune.index(m) + 1}" == card["chosen_epoch"])
+    assert card["selection_auc"] == pytest.approx(chosen["val_auc"])
+    rows = table.filter(pa.compute.and_(pa.compute.equal(table.column("split"), "val"),
+                                        pa.compute.equal(table.column("domain"), "source")))
+    assert card["source_val_auc"] == pytest.approx(roc_auc_score(rows.column("label").to_numpy(),
+                                                                 rows.column("score").to_numpy()))
+    store = CropStore.of_run(out)
+    test = load_split(index_crops(store), store, "target", "test", 71)
+    model = keras.saving.load_model(str(out.models / f"{tid}.keras"), compile=False)
+    want = np.asarray(model.predict_on_batch(test.batch(np.arange(len(test))))).ravel()
+    got = table.filter(pa.compute.and_(pa.compute.equal(table.column("split"), "test"),
+                                       pa.compute.equal(table.column("domain"), "target"))).sort_by("sample_id")
+    np.testing.assert_allclose(got.column("score").to_numpy(), want, atol=1e-5)
 
 
 def test_variants_registry_has_one_baseline_and_lists_the_valid_names():

@@ -191,13 +191,13 @@ def scan_dataset(root: str | Path, dataset: str, domain: str, *, layout: str = "
 
 
 def _own_split(split: str, domain: str) -> str:
-    """The dataset's own split, mapped to ours: the source keeps train/val/test; the target tests on its test part
-    and adapts on the rest."""
+    """The dataset's own split, mapped to ours: the source keeps train/val/test; the target tests on its test part,
+    holds its val part out as target/val (a part of the adapt pool) and adapts on the rest."""
     if not split:
         return ""
     if domain == "source":
         return split
-    return "test" if split == "test" else "adapt"
+    return split if split in ("test", "val") else "adapt"
 
 
 def _copy_id(prefix: str, row: dict) -> str:
@@ -279,6 +279,12 @@ def draw_splits(rows: list[dict], cfg: PrepareConfig, status: str) -> None:
         members = [r for r in rows if r["domain"] == domain and r["status"] == status]
         if not _keeps_own_split(cfg, domain):
             _split(members, fractions, cfg.split_seed)
+            if domain == "target" and cfg.target_val_fraction > 0:
+                # target/val is carved out of the adapt pool's groups in a second draw, so target test holds the
+                # same samples whatever target_val_fraction is.
+                share = cfg.target_val_fraction / cfg.target_adapt_fraction
+                _split([r for r in members if r["split"] == "adapt"], {"adapt": 1 - share, "val": share},
+                       cfg.split_seed)
     for r in rows:
         if r["status"] != status:
             r["split"] = ""

@@ -26,18 +26,63 @@ from dfsweep.trainables.variants import get_variant, trial_id
 from dfsweep.verdict.scores import ScoreFileError, not_in_sweep_warning, read_score_file, write_plan
 
 
-def plan_trials(cfg: Config) -> list[dict]:
-    """Every trial of the sweep, seeds outermost so that partial results are balanced across variants."""
+# What a trial of a variant without arms (the baseline V1, the diagnostic cue) records for the grid's axes: it
+# fine-tunes nothing, adapts on nothing, and selects on source val.
+NO_ARM = dict(arm="none", augmentation="none", unfreeze_layers=0, adapt_share=0.0, selection="source_val")
+
+
+def arm_name(augmentation: str, unfreeze_layers: int, adapt_share: float, selection: str, *, base_layers: int,
+             base_share: float) -> str:
+    """A grid point's id: its augmentation preset, then what it changes from the base point (train's unfrozen
+    depth and adapt share, source-val selection): `u<layers>`, `a<share in %>`, `tval`. The paper's V2 is "paper"."""
+    parts = [augmentation]
+    if unfreeze_layers != base_layers:
+        parts.append(f"u{unfreeze_layers}")
+    if adapt_share != base_share:
+        parts.append(f"a{adapt_share * 100:g}")
+    if selection == "target_val":
+        parts.append("tval")
+    return "-".join(parts)
+
+
+def candidate_arms(cfg: Config) -> list[dict]:
+    """The arms of the variants that take them (V2): sweep.arms one by one, else every combination of the grid's
+    axes; each {arm, augmentation, unfreeze_layers, adapt_share, selection}, in config order. ValueError for an
+    unknown augmentation preset, two arms of one name or two arms at the same grid point."""
+    from dfsweep.config import ArmSpec
     from dfsweep.trainables.augment import get_preset
 
-    for aug in cfg.sweep.augmentations:
-        get_preset(aug)  # an unknown preset fails here, before anything runs
+    sw, base_layers, base_share = cfg.sweep, cfg.train.unfreeze_last_layers, cfg.train.adapt_share
+    specs = sw.arms or [ArmSpec(augmentation=a, unfreeze_layers=u, adapt_share=s, selection=sel)
+                        for a in sw.augmentations for u in sw.unfreeze_layers or (base_layers,)
+                        for s in sw.adapt_shares or (base_share,) for sel in sw.selections]
+    arms: list[dict] = []
+    for spec in specs:
+        get_preset(spec.augmentation)  # an unknown preset fails here, before anything runs
+        point = dict(augmentation=spec.augmentation,
+                     unfreeze_layers=base_layers if spec.unfreeze_layers is None else spec.unfreeze_layers,
+                     adapt_share=base_share if spec.adapt_share is None else float(spec.adapt_share),
+                     selection=spec.selection)
+        name = spec.name or arm_name(**point, base_layers=base_layers, base_share=base_share)
+        for other in arms:
+            if other["arm"] == name:
+                raise ValueError(f"two arms are named {name!r}: give them other names (sweep.arms name)")
+            if {k: other[k] for k in point} == point:
+                raise ValueError(f"arms {other['arm']!r} and {name!r} are the same grid point: drop one")
+        arms.append(dict(arm=name, **point))
+    return arms
+
+
+def plan_trials(cfg: Config) -> list[dict]:
+    """Every trial of the sweep, seeds outermost so that partial results are balanced across variants: one per seed
+    and variant, and for the variants with arms (V2) one per seed and arm. Each trial dict holds trial_id, variant,
+    seed and its arm's settings (NO_ARM for the others)."""
+    arms = candidate_arms(cfg)
     trials = []
     for seed in cfg.sweep.seeds:
         for name in cfg.sweep.variants:
-            augs = cfg.sweep.augmentations if get_variant(name).augmentation_axis else ("none",)
-            for aug in augs:
-                trials.append(dict(trial_id=trial_id(name, aug, seed), variant=name, augmentation=aug, seed=int(seed)))
+            for arm in arms if get_variant(name).arms else [NO_ARM]:
+                trials.append(dict(trial_id=trial_id(name, arm["arm"], seed), variant=name, **arm, seed=int(seed)))
     return trials
 
 

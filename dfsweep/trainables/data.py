@@ -79,6 +79,17 @@ def load_split(index: pa.Table, store: crops_format.CropStore, domain: str, spli
                      where=where.reshape(-1, 3), store=store, size_px=size_px)
 
 
+def merge_splits(a: SplitData, b: SplitData, split: str) -> SplitData:
+    """The samples of two clean splits of one domain and store as one split named `split`, sorted by sample_id."""
+    if (a.domain, a.store, a.size_px) != (b.domain, b.store, b.size_px) or NONE != a.perturbation or NONE != b.perturbation:
+        raise ValueError("only clean splits of one domain, crop store and input size can be merged")
+    sample_id = np.concatenate([a.sample_id, b.sample_id])
+    order = np.argsort(sample_id, kind="stable")
+    cat = lambda x, y: np.concatenate([x, y])[order]  # noqa: E731
+    return replace(a, split=split, y=cat(a.y, b.y), sample_id=sample_id[order], dataset=cat(a.dataset, b.dataset),
+                   video_id=cat(a.video_id, b.video_id), where=cat(a.where, b.where).reshape(-1, 3))
+
+
 # --- epochs: plans of indices, drawn up front --------------------------------------------------------------------
 
 def _class_indices(y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,15 @@
-"""The Ray Tune trainable: one trial = one (variant, augmentation, seed) -> scores/<trial_id>.parquet.
+"""The Ray Tune trainable: one trial = one (variant, arm, seed) -> scores/<trial_id>.parquet.
 
-`run_trial` loads the splits, lets the variant (trainables/variants.py) train and select its epoch on source val,
-and writes one score per (sample, perturbation, level) of source val, source test and target test, clean and
-degraded, with the variant's role. Each epoch ends in a Tune checkpoint (trainables/checkpoint.py), so a
+`run_trial` loads the splits, lets the variant (trainables/variants.py) train with its arm's settings (augmentation,
+unfrozen depth, adapt share) and select its epoch on its selection split (source val, or target val), and writes one
+score per (sample, perturbation, level) of source val, source test and target test, clean and degraded, with the
+variant's role and the arm. Each epoch ends in a Tune checkpoint (trainables/checkpoint.py), so a
 restarted trial resumes where it stopped. The selected model is exported with its model card.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -21,24 +23,28 @@ from dfsweep import schema
 from dfsweep.config import TrainConfig
 from dfsweep.trainables.checkpoint import tune_checkpointing
 from dfsweep.trainables.data import SplitData
+from dfsweep.trainables.metrics import val_auc
 from dfsweep.trainables.variants import trial_id
 
 Report = Callable[..., None]
 
 # (domain, split) pairs a trial loads; scores are written for the SCORED ones (clean), and for the test sets
 # degraded by every perturbation level.
-LOADED = (("source", "train"), ("source", "val"), ("source", "test"), ("target", "adapt"), ("target", "test"))
+LOADED = (("source", "train"), ("source", "val"), ("source", "test"), ("target", "adapt"), ("target", "val"),
+          ("target", "test"))
 SCORED = (("source", "val"), ("source", "test"), ("target", "test"))
 
 
 def _score_table(tid: str, spec: dict, role: str, split: SplitData, scores: np.ndarray) -> pa.Table:
     n = len(split)
+    arm = spec.get("arm", spec["augmentation"])
     return pa.table({
         "trial_id": [tid] * n, "variant": [spec["variant"]] * n, "augmentation": [spec["augmentation"]] * n,
         "seed": [int(spec["seed"])] * n, "dataset": split.dataset.tolist(), "domain": [split.domain] * n,
         "split": [split.split] * n, "sample_id": split.sample_id.tolist(), "label": split.y.tolist(),
         "perturbation": [split.perturbation] * n, "level": [split.level] * n, "score": scores.astype(np.float32),
         "video_id": [""] * n if split.video_id is None else split.video_id.tolist(), "role": [role] * n,
+        "arm": [arm] * n,
     }, schema=schema.SCORES)
 
 
@@ -87,7 +93,8 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
               checkpoint: tuple[Callable, dict | None] | None = None, feature_cache: bool = True) -> pa.Table:
     """Train one trial and write its scores; returns the score table (read back from the file).
 
-    spec: variant, augmentation, seed. report(metrics) receives every epoch's metrics; checkpoint = (save, restored)
+    spec: variant, augmentation, seed, and the arm's id and settings (arm, unfreeze_layers, adapt_share, selection:
+    orchestrator/sweep.plan_trials; where left out: the augmentation, train_cfg's and source val). report(metrics) receives every epoch's metrics; checkpoint = (save, restored)
     wires Tune's checkpoints (save(metrics, payload) reports and checkpoints; restored: the payload, or None).
     feature_cache: share frozen-backbone features through the run's features/ (off only to measure what it saves).
     Crops stream from crops/ batch by batch; the test sets are degraded on the fly by each perturbation level of
@@ -107,7 +114,11 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
 
     report = report or (lambda metrics: None)
     variant = get_variant(spec["variant"])
-    tid = trial_id(spec["variant"], spec["augmentation"], spec["seed"])
+    tid = trial_id(spec["variant"], spec.get("arm", spec["augmentation"]), spec["seed"])
+    train_cfg = dataclasses.replace(train_cfg, unfreeze_last_layers=int(spec.get("unfreeze_layers",
+                                                                                  train_cfg.unfreeze_last_layers)),
+                                    adapt_share=float(spec.get("adapt_share", train_cfg.adapt_share)))
+    selection = spec.get("selection", "source_val")
     _setup_tensorflow(int(spec["seed"]), cpus, train_cfg.mixed_precision)
     run = schema.RunDir(run_dir)
     release_freed_arrow_memory()
@@ -118,6 +129,10 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     for key in (("source", "train"), ("source", "val")):
         if len(data[key]) == 0:
             raise ValueError(f"{key[0]} {key[1]} split is empty: not enough usable crops")
+    if selection == "target_val" and len(set(data["target", "val"].y.tolist())) < 2:
+        raise ValueError(f"trial {tid} selects on target val, which holds {len(data['target', 'val'])} crops of "
+                         f"{len(set(data['target', 'val'].y.tolist()))} class(es): raise prepare.target_val_fraction "
+                         "(or add target data)")
     rng = np.random.default_rng(int(spec["seed"]))
     save, restored = checkpoint if checkpoint else (None, None)
     det = build_detector(train_cfg.input_size_px, train_cfg.pixel_range, train_cfg.weights, train_cfg.dense_units,
@@ -125,15 +140,22 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     features = FeatureCache(run, train_cfg, enabled=feature_cache)
     ctx = Context(data=data, cfg=train_cfg, rng=rng, augment=get_preset(spec["augmentation"]),
                   progress=Progress(rng, save or (lambda metrics, payload: report(metrics)), restored),
-                  report=report, features=features, workers=max(1, min(4, int(cpus))))
+                  report=report, features=features, workers=max(1, min(4, int(cpus))),
+                  augmentation=spec["augmentation"], selection=selection)
     try:
         scorer = variant.fit(det, ctx)
         if train_cfg.export_model and det is not None:
+            selection_auc = ctx.progress.best_key[0]
+            source_val = data["source", "val"]
             export_model(det.model, run, tid, dict(
                 trial_id=tid, variant=spec["variant"], augmentation=spec["augmentation"], seed=int(spec["seed"]),
                 role=variant.role, input_size_px=train_cfg.input_size_px, pixel_range=train_cfg.pixel_range,
                 weights=train_cfg.weights, chosen_epoch=ctx.progress.best_epoch,
-                source_val_auc=ctx.progress.best_key[0], crop=crop_settings(run)))
+                source_val_auc=(selection_auc if selection == "source_val"
+                                else val_auc(source_val.y, scorer("source-val", source_val))),
+                crop=crop_settings(run), arm=spec.get("arm", spec["augmentation"]),
+                unfreeze_layers=train_cfg.unfreeze_last_layers, adapt_share=train_cfg.adapt_share,
+                selection=selection, selection_auc=selection_auc))
         sets = [(f"{key[0]}-{key[1]}", data[key]) for key in SCORED]
         sets += [(f"{domain}-test-{pert}-{level}", data[domain, split].degraded(pert, level))
                  for pert, level in train_cfg.perturbation_levels() for domain, split in TEST_SETS]

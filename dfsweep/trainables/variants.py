@@ -1,11 +1,14 @@
 """The variants a sweep can run: one entry of VARIANTS each, carrying its whole contract.
 
-A variant's `fit(det, ctx)` trains on source train, selects its epoch on source val only (never on test) and
-returns a scorer (set name, SplitData) -> probabilities of fake. Its `role` is written into every score row, so the
-report finds the baseline, the candidates and the diagnostics from the scores alone:
+A variant's `fit(det, ctx)` trains on source train, selects its epoch on a validation split only (never on test:
+source val, or for arms that select on the target, target val) and returns a scorer (set name, SplitData) ->
+probabilities of fake. Its `role` is written into every score row, so the report finds the baseline, the candidates
+and the diagnostics from the scores alone:
 - v1 (baseline): frozen ImageNet Xception + head (Dense, Dropout, sigmoid); the head trains on cached features.
 - v2 (candidate): v1's head phase, then the last `unfreeze_last_layers` backbone layers at finetune_lr with
-  augmentation and target-adapt batches; its epoch is chosen among the fine-tuning epochs.
+  augmentation and target-adapt batches; its epoch is chosen among the fine-tuning epochs. Its interventions are the
+  sweep's grid (arms: augmentation, unfrozen depth, adapt share, selection); with 0 unfrozen layers and no
+  augmentation the backbone's output does not change, so that arm fine-tunes the head on cached features.
 - cue (diagnostic): a logistic regression on trivial image statistics (trainables/cue.py): the shortcut check.
 Adding a variant is one function and one entry here; tests parametrised over VARIANTS cover it.
 """
@@ -19,7 +22,7 @@ import numpy as np
 
 from dfsweep.config import TrainConfig
 from dfsweep.trainables.checkpoint import Progress, restore_seeds, restore_training, training_state
-from dfsweep.trainables.data import (SplitData, balanced_epoch, batch_dataset, gather, mixed_epoch,
+from dfsweep.trainables.data import (SplitData, balanced_epoch, batch_dataset, gather, merge_splits, mixed_epoch,
                                      predict_split)
 from dfsweep.trainables.features import FeatureCache
 from dfsweep.trainables.metrics import bce, val_auc
@@ -30,8 +33,8 @@ HEAD_PREDICT_BATCH = 256  # the head scores 2048-float features: large batches c
 
 @dataclass
 class Context:
-    """What a variant's fit gets: the splits, the config, randomness, the augmentation preset, progress, features,
-    and how many threads load data."""
+    """What a variant's fit gets: the splits, the config (the arm's unfrozen depth and adapt share in it), randomness,
+    the augmentation preset, the selection split, progress, features, and how many threads load data."""
 
     data: dict
     cfg: TrainConfig
@@ -41,6 +44,23 @@ class Context:
     report: Callable[..., None]
     features: FeatureCache
     workers: int = 2
+    augmentation: str = "none"  # the preset's name
+    selection: str = "source_val"  # config.SELECTIONS
+
+    @property
+    def val(self) -> tuple[str, SplitData]:
+        """The split the trial selects its epochs on, with its feature-set name."""
+        domain = "target" if self.selection == "target_val" else "source"
+        return f"{domain}-val", self.data[domain, "val"]
+
+    @property
+    def adapt(self) -> tuple[str, SplitData]:
+        """The target data fine-tuning batches draw from, with its feature-set name: the adapt split, and target val
+        too when the trial does not select on it (the whole adapt pool, as before target val existed)."""
+        adapt = self.data["target", "adapt"]
+        if self.selection == "target_val":
+            return "target-adapt", adapt
+        return "target-adapt-pool", merge_splits(adapt, self.data["target", "val"], "adapt")
 
 
 def _concat(parts) -> np.ndarray:
@@ -49,8 +69,9 @@ def _concat(parts) -> np.ndarray:
 
 def run_epoch(model, batches, val_scores: Callable[[], np.ndarray], val_y: np.ndarray, ctx: Context, *,
               phase: str, label: str) -> None:
-    """One epoch of `model` over `batches` (a dataset of (x, y) batches, in order), then its source-val AUC and loss:
-    offered as the best epoch, reported, and checkpointed with the model's training state."""
+    """One epoch of `model` over `batches` (a dataset of (x, y) batches, in order), then its AUC and loss on the
+    selection split (ctx.val): offered as the best epoch, reported, and checkpointed with the model's training
+    state."""
     hist = model.fit(batches, shuffle=False, epochs=1, verbose=0)
     p = val_scores()
     auc, loss = val_auc(val_y, p), bce(val_y, p)
@@ -59,22 +80,29 @@ def run_epoch(model, batches, val_scores: Callable[[], np.ndarray], val_y: np.nd
     ctx.progress.end_epoch(metrics, training_state(model))
 
 
+def _head_scores(det, store, n: int) -> np.ndarray:
+    """The head's outputs on the first n rows of a feature store, in row order."""
+    starts = range(0, n, HEAD_PREDICT_BATCH)
+    return _concat([np.asarray(det.head.predict_on_batch(store.rows(np.arange(a, min(a + HEAD_PREDICT_BATCH, n)))))
+                    for a in starts])
+
+
+def _features(det, ctx: Context, name: str, data: SplitData):
+    return ctx.features.get(det, name, data, ctx.cfg.batch_size)
+
+
 def _train_head(det, ctx: Context) -> Scorer:
-    """Train the head on frozen-backbone features (V1, and V2's first phase); restore its best epoch on val.
+    """Train the head on frozen-backbone features (V1, and V2's first phase); restore its best epoch on the
+    selection split.
 
     Returns a scorer on features.
     """
     import keras
 
     cfg, prog = ctx.cfg, ctx.progress
-    feat = lambda name, d: ctx.features.get(det, name, d, cfg.batch_size)  # noqa: E731
-    train, val = ctx.data["source", "train"], ctx.data["source", "val"]
-    f_train, f_val = feat("source-train", train), feat("source-val", val)
-
-    def head_scores(store, n: int) -> np.ndarray:
-        starts = range(0, n, HEAD_PREDICT_BATCH)
-        return _concat([np.asarray(det.head.predict_on_batch(store.rows(np.arange(a, min(a + HEAD_PREDICT_BATCH, n)))))
-                        for a in starts])
+    train, (val_name, val) = ctx.data["source", "train"], ctx.val
+    f_train, f_val = _features(det, ctx, "source-train", train), _features(det, ctx, val_name, val)
+    head_scores = lambda store, n: _head_scores(det, store, n)  # noqa: E731
 
     det.head.compile(optimizer=keras.optimizers.Adam(cfg.head_lr), loss="binary_crossentropy")
     if prog.restored and prog.epoch < cfg.head_epochs:  # restarted inside the head phase
@@ -90,7 +118,7 @@ def _train_head(det, ctx: Context) -> Scorer:
         run_epoch(det.head, batches, lambda: head_scores(f_val, len(val)), val.y, ctx, phase="head",
                   label=f"head/{epoch}")
     det.head.set_weights(prog.best_weights)
-    return lambda name, d: head_scores(feat(name, d), len(d))
+    return lambda name, d: head_scores(_features(det, ctx, name, d), len(d))
 
 
 def fit_v1(det, ctx: Context) -> Scorer:
@@ -103,7 +131,7 @@ def fit_v1(det, ctx: Context) -> Scorer:
 
 def fit_v2(det, ctx: Context) -> Scorer:
     """The head phase of V1, then the last `unfreeze_last_layers` layers at finetune_lr with augmentation and
-    target-adapt batches; the fine-tuning epoch best on source val is kept."""
+    target-adapt batches; the fine-tuning epoch best on the selection split is kept."""
     import keras
 
     from dfsweep.trainables.models import freeze_backbone, unfreeze_last
@@ -112,43 +140,69 @@ def fit_v2(det, ctx: Context) -> Scorer:
     freeze_backbone(det)
     if not prog.restored or prog.epoch < cfg.head_epochs:
         _train_head(det, ctx)
-    if len(prog.best_weights) == len(det.head.get_weights()):
+    # Nothing unfrozen and nothing augmented: the backbone's output is the cached features, so only the head trains.
+    on_features = cfg.unfreeze_last_layers == 0 and ctx.augmentation == "none"
+    model = det.head if on_features else det.model
+    if prog.epoch == cfg.head_epochs:  # at the phase boundary: best_weights are the head phase's
         # Fine-tuning starts from the head phase's best epoch. V2's own choice is among its fine-tuning epochs
         # (otherwise a V2 whose fine-tuning never beats that epoch on val would simply be V1 again).
         det.head.set_weights(prog.best_weights)
         if cfg.finetune_epochs:
             prog.best_key, prog.best_epoch = (-np.inf, -np.inf), None
-        prog.best_weights = det.model.get_weights()
-    unfreeze_last(det, cfg.unfreeze_last_layers, cfg.train_batchnorm)
-    det.model.compile(optimizer=keras.optimizers.Adam(cfg.finetune_lr), loss="binary_crossentropy")
+        prog.best_weights = model.get_weights()
+    if not on_features:
+        unfreeze_last(det, cfg.unfreeze_last_layers, cfg.train_batchnorm)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.finetune_lr), loss="binary_crossentropy")
     restored_at = prog.restored["state"]["epoch"] if prog.restored else 0  # epochs done before this (re)start
     if restored_at > cfg.head_epochs:  # restarted inside the fine-tuning phase
-        restore_training(det.model, prog.restored["arrays"])
+        restore_training(model, prog.restored["arrays"])
     elif restored_at == cfg.head_epochs:
         # Restarted right after the last head epoch: fine-tuning starts afresh from the head's best weights, but the
         # head's Dropout goes on drawing from where the head phase left its seed state.
-        restore_seeds(det.model, prog.restored["arrays"])
-    train, val, adapt = ctx.data["source", "train"], ctx.data["source", "val"], ctx.data["target", "adapt"]
+        restore_seeds(model, prog.restored["arrays"])
+    train, (val_name, val), (adapt_name, adapt) = ctx.data["source", "train"], ctx.val, ctx.adapt
+    bs = cfg.batch_size
+    if on_features:
+        f_train, f_val = _features(det, ctx, "source-train", train), _features(det, ctx, val_name, val)
+        f_adapt = _features(det, ctx, adapt_name, adapt) if len(adapt) and cfg.adapt_share else None
 
-    def scores(d: SplitData) -> np.ndarray:
-        return _concat(list(predict_split(det.model, d, cfg.batch_size, workers=ctx.workers)))
+        def scores_of(d: SplitData, name: str) -> np.ndarray:
+            return _head_scores(det, _features(det, ctx, name, d), len(d))
+
+        val_scores = lambda: _head_scores(det, f_val, len(val))  # noqa: E731
+    else:
+        def scores_of(d: SplitData, name: str) -> np.ndarray:
+            return _concat(list(predict_split(det.model, d, bs, workers=ctx.workers)))
+
+        val_scores = lambda: scores_of(val, val_name)  # noqa: E731
 
     for epoch in range(1, cfg.finetune_epochs + 1):
         if prog.done(cfg.head_epochs + epoch):
             continue
-        plan = mixed_epoch(train, adapt if len(adapt) else None, cfg.batch_size, cfg.adapt_share, ctx.rng)
-        aug = ctx.augment(len(plan), ctx.rng, cfg)
+        plan = mixed_epoch(train, adapt if len(adapt) else None, bs, cfg.adapt_share, ctx.rng)
+        if on_features:
+            def load(b: int, plan=plan) -> tuple[np.ndarray, np.ndarray]:
+                sl = slice(b * bs, (b + 1) * bs)
+                x = np.empty((bs, f_train.dim), np.float32)
+                for s, store in enumerate((f_train, f_adapt)):
+                    at = np.flatnonzero(plan.source[sl] == s)
+                    if len(at):
+                        x[at] = store.rows(plan.index[sl][at])
+                return x, plan.y[sl]
 
-        def load(b: int, plan=plan, aug=aug) -> tuple[np.ndarray, np.ndarray]:
-            sl = slice(b * plan.batch_size, (b + 1) * plan.batch_size)
-            x = gather((train, adapt), plan.source[sl], plan.index[sl])
-            return aug.apply(x, sl.start), plan.y[sl]
+            batches = batch_dataset(len(plan) // bs, load, (bs, f_train.dim), workers=1)
+        else:
+            aug = ctx.augment(len(plan), ctx.rng, cfg)
 
-        shape = (plan.batch_size, train.size_px, train.size_px, 3)
-        run_epoch(det.model, batch_dataset(len(plan) // plan.batch_size, load, shape, workers=ctx.workers),
-                  lambda: scores(val), val.y, ctx, phase="finetune", label=f"finetune/{epoch}")
-    det.model.set_weights(prog.best_weights)
-    return lambda name, d: scores(d)
+            def load(b: int, plan=plan, aug=aug) -> tuple[np.ndarray, np.ndarray]:
+                sl = slice(b * bs, (b + 1) * bs)
+                x = gather((train, adapt), plan.source[sl], plan.index[sl])
+                return aug.apply(x, sl.start), plan.y[sl]
+
+            batches = batch_dataset(len(plan) // bs, load, (bs, train.size_px, train.size_px, 3), workers=ctx.workers)
+        run_epoch(model, batches, val_scores, val.y, ctx, phase="finetune", label=f"finetune/{epoch}")
+    model.set_weights(prog.best_weights)
+    return lambda name, d: scores_of(d, name)
 
 
 def fit_cue(det, ctx: Context) -> Scorer:
@@ -162,14 +216,15 @@ def fit_cue(det, ctx: Context) -> Scorer:
 class Variant:
     fit: Callable[..., Scorer]
     role: str  # schema.ROLES: baseline (what candidates are tested against), candidate, diagnostic (never tested)
-    # False: the variant runs once per seed with augmentation "none"; True: once per sweep.augmentations preset.
-    augmentation_axis: bool = False
+    # False: the variant runs once per seed (arm "none"); True: once per arm of the sweep's grid (sweep.arms or the
+    # axes sweep.augmentations, unfreeze_layers, adapt_shares, selections).
+    arms: bool = False
     keras: bool = True  # builds (and exports) a Keras Xception detector
 
 
 VARIANTS = {
     "v1": Variant(fit_v1, "baseline"),
-    "v2": Variant(fit_v2, "candidate", augmentation_axis=True),
+    "v2": Variant(fit_v2, "candidate", arms=True),
     "cue": Variant(fit_cue, "diagnostic", keras=False),
 }
 
@@ -181,5 +236,5 @@ def get_variant(name: str) -> Variant:
         raise ValueError(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}") from None
 
 
-def trial_id(variant: str, augmentation: str, seed: int) -> str:
-    return f"{variant}-{augmentation}-s{seed}"
+def trial_id(variant: str, arm: str, seed: int) -> str:
+    return f"{variant}-{arm}-s{seed}"

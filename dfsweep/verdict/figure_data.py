@@ -11,7 +11,7 @@ import numpy as np
 from dfsweep import perturbations
 from dfsweep.verdict import stats
 from dfsweep.verdict.labels import GRAIN_ORDER, GRAINS, cell_order
-from dfsweep.verdict.summary import Group, GroupedScores, arm_name
+from dfsweep.verdict.summary import Group, GroupedScores
 
 CONTACT_SHEET_K = 16  # highest-confidence errors shown per arm
 
@@ -30,7 +30,7 @@ class CleanGroup:
 
 def clean_test_groups(data: GroupedScores, grains: tuple[str, ...] = GRAINS) -> list[CleanGroup]:
     """Every clean test group at the given grains, ordered by grain, domain, arm, seed, trial."""
-    out = [CleanGroup(trial, arm_name(data.trials[trial]["variant"], data.trials[trial]["augmentation"]),
+    out = [CleanGroup(trial, data.trials[trial]["arm"],
                      data.trials[trial]["seed"], domain, grain, g)
            for (trial, domain, split, pert, _, grain), g in data.groups.items()
            if split == "test" and pert == perturbations.NONE and grain in grains]
@@ -168,7 +168,7 @@ def figure_data(data: GroupedScores, summary: dict[str, Any], *, k: int = CONTAC
     trial rows)."""
     threshold = summary["statistics"]["threshold"]
     groups = clean_test_groups(data)
-    arms = tuple(sorted({arm_name(m["variant"], m["augmentation"]) for m in data.trials.values()}))
+    arms = tuple(sorted({m["arm"] for m in data.trials.values()}))
     return FigureData(tuple(roc_curves(groups)), tuple(score_distributions(groups)), tuple(confusion_data(summary)),
                       {arm: tuple(top_errors(groups, arm, k=k, threshold=threshold)) for arm in arms}, arms, threshold,
                       k)

@@ -24,21 +24,32 @@ from dfsweep.storage import Location, parse
 ROW_KEYS = ("trial_id", "domain", "split", "sample_id", "perturbation", "level")  # unique in the scores
 
 
+PLAN_KEYS = ("trial_id", "variant", "arm", "augmentation", "unfreeze_layers", "adapt_share", "selection", "seed")
+
+
 def write_plan(scores_dir: str | Location, trials: list[dict], *, dfsweep_version: str) -> None:
-    """scores/_PLAN.json: the sweep's trials ({trial_id, variant, augmentation, seed}), in plan order."""
-    keys = ("trial_id", "variant", "augmentation", "seed")
-    plan = dict(dfsweep_version=dfsweep_version, trials=[{k: t[k] for k in keys} for t in trials])
+    """scores/_PLAN.json: the sweep's trials (PLAN_KEYS: the arm's settings with each), in plan order."""
+    plan = dict(dfsweep_version=dfsweep_version, trials=[{k: t[k] for k in PLAN_KEYS if k in t} for t in trials])
     (parse(scores_dir) / schema.SCORES_PLAN).write_text(json.dumps(plan, indent=1) + "\n")
 
 
 def read_plan(scores_dir: str | Location) -> list[str] | None:
     """The planned trial ids, or None when the run has no plan (made before plans were written)."""
+    trials = read_plan_trials(scores_dir)
+    return None if trials is None else [str(t["trial_id"]) for t in trials]
+
+
+def read_plan_trials(scores_dir: str | Location) -> list[dict] | None:
+    """The planned trials as written (PLAN_KEYS; plans from before arms lack the arm's settings), or None when the
+    run has no plan."""
     f = parse(scores_dir) / schema.SCORES_PLAN
     if not f.exists():
         return None
     try:
-        plan = json.loads(f.read_text())
-        return [str(t["trial_id"]) for t in plan["trials"]]
+        trials = json.loads(f.read_text())["trials"]
+        if not all(isinstance(t, dict) and "trial_id" in t for t in trials):
+            raise ValueError("a trial without a trial_id")
+        return trials
     except (ValueError, KeyError, TypeError) as exc:
         raise schema.SchemaError(f"{f} is not a sweep plan ({exc!r}); `dfsweep run` writes it again") from None
 

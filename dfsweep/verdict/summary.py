@@ -112,8 +112,9 @@ def _grain_key(grain: str, *key: Any) -> tuple:
     return key if grain == "image" else (*key, grain)
 
 
-def arm_name(variant: str, augmentation: str) -> str:
-    return f"{variant}/{augmentation}"
+def arm_name(variant: str, arm: str) -> str:
+    """The report's name of an arm: variant/arm id (the arm id is the augmentation in runs from before arms)."""
+    return f"{variant}/{arm}"
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ GroupKey = tuple[str, str, str, str, int, str]
 
 @dataclass(frozen=True)
 class GroupedScores:
-    """A scores table split into groups, and each trial's variant, augmentation, seed and role."""
+    """A scores table split into groups, and each trial's variant, augmentation, seed, role and arm."""
 
     groups: dict[GroupKey, Group]
     trials: dict[str, dict[str, Any]]
@@ -188,7 +189,7 @@ def group_scores(scores: pa.Table) -> GroupedScores:
     groups, trials = {}, {}
     for a, b in zip(starts, np.r_[starts[1:], n]):
         first = int(order[a])
-        value = {k: scores.column(k)[first].as_py() for k in (*_GROUP_KEYS, "variant", "augmentation", "seed")}
+        value = {k: scores.column(k)[first].as_py() for k in (*_GROUP_KEYS, "variant", "augmentation", "seed", "arm")}
         trial = value["trial_id"]
         key = (trial, value["domain"], value["split"], value["perturbation"], value["level"])
         if frame[a]:
@@ -199,7 +200,8 @@ def group_scores(scores: pa.Table) -> GroupedScores:
             groups[(*key, "image")] = Group(sample_id[a:b], label[a:b], score[a:b])
         role = scores.column("role")[first].as_py() if "role" in scores.column_names else ""
         trials.setdefault(trial, dict(variant=value["variant"], augmentation=value["augmentation"], seed=value["seed"],
-                                      role=schema.role_of(value["variant"], role)))
+                                      role=schema.role_of(value["variant"], role),
+                                      arm=arm_name(value["variant"], schema.arm_of(value["augmentation"], value["arm"]))))
     return GroupedScores(groups, trials)
 
 
@@ -238,7 +240,7 @@ def metric_rows(data: GroupedScores, cfg: ReportConfig) -> list[dict]:
         # The clean rows keep the seed key they always had, so their CIs do not move.
         key = _grain_key(grain, *((trial, domain) if pert == perturbations.NONE else (trial, domain, pert, level)))
         meta = data.trials[trial]
-        rows.append(dict(trial_id=trial, **meta, arm=arm_name(meta["variant"], meta["augmentation"]), domain=domain,
+        rows.append(dict(trial_id=trial, **meta, domain=domain,
                          perturbation=pert, level=level, auc_level=grain, **_metrics(g.label, g.score, cfg, key)))
     rows.sort(key=lambda r: (GRAIN_ORDER[r["auc_level"]], r["domain"], r["variant"], r["augmentation"], r["seed"],
                              r["trial_id"], perturbations.order_key(r["perturbation"], r["level"])))
