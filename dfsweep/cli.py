@@ -146,10 +146,12 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
                                     help="Continue an interrupted run with its saved config: finished crops and "
                                          "trials are kept, unfinished trials continue from their last checkpoint, and "
                                          "the datasets are not rescanned once the crops are complete."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned trials and exit.")) -> None:
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned arms and trials (the grid of "
+                                     "sweep.arms or its axes), what is left to run and the estimated CPU-minutes, "
+                                     "and exit.")) -> None:
     """The whole job: prepare (if its crops are missing) -> Ray Tune sweep -> report. Re-running resumes."""
     from dfsweep.orchestrator.run import run_all
-    from dfsweep.orchestrator.sweep import plan_trials, sweep_state
+    from dfsweep.orchestrator.sweep import plan_trials
 
     run_ = _open_run(run_dir)
     if resume and (config or source or target or layout or workers is not None or gpus_per_worker is not None
@@ -168,28 +170,9 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
     res = f"{cfg.sweep.cpus_per_trial:g} CPU, {cfg.sweep.gpus_per_trial:g} GPU per trial"
     console.print(f"{len(trials)} trials ({res}): " + ", ".join(t["trial_id"] for t in trials))
     if dry_run:
-        from rich.table import Table
+        from dfsweep.orchestrator.dryrun import show_plan
 
-        state = sweep_state(cfg, run_)  # read-only: a dry run sets nothing aside
-        todo = {t["trial_id"] for t in state.todo}
-        console.print(f"{len(todo)} of {len(trials)} trials to run: "
-                      + (", ".join(t["trial_id"] for t in state.todo) or "none (all have scores)"))
-        for tid, why in state.unreadable.items():
-            console.print(f"[yellow]{why}[/]: it would be set aside and trial {tid} run again")
-        if state.note:
-            console.print(f"[yellow]note:[/] {state.note}")
-        table = Table(title="planned trials")
-        for col in ("trial", "variant", "augmentation", "seed", "CPU", "GPU", "scores"):
-            table.add_column(col)
-        for t in trials:
-            tid = t["trial_id"]
-            table.add_row(tid, t["variant"], t["augmentation"], str(t["seed"]), f"{cfg.sweep.cpus_per_trial:g}",
-                          f"{cfg.sweep.gpus_per_trial:g}",
-                          "unreadable: rerun" if tid in state.unreadable else "to run" if tid in todo else "done")
-        console.print(table)
-        levels = ", ".join(f"{p} {lv}" for p, lv in cfg.train.perturbation_levels()) or "none"
-        console.print(f"test-time perturbations (made on the fly by every trial): {levels}; frozen-backbone features "
-                      f"{'cached and shared' if cfg.sweep.share_work else 'recomputed by every trial'}")
+        show_plan(cfg, run_, console)
         return
     _attach(address, run_, shared_storage,
             gpus_asked=cfg.prepare.gpus_per_face_worker > 0 or cfg.sweep.gpus_per_trial > 0)

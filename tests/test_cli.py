@@ -126,8 +126,11 @@ def test_dry_run_sweeps_augmentations_for_v2_only(tmp_path):
                                  *_roots(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "8 trials" in result.output and "v2-robust-s2" in result.output
-    # once in the summary line, once in the line of trials to run, once in the table: V1 is not gridded
-    assert result.output.count("v1-none-s1") == 3
+    # once in the summary line, once in the line of trials to run: the table lists arms, and V1 is not gridded
+    assert result.output.count("v1-none-s1") == 2
+    rows = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│ ") and "/" in line}
+    assert set(rows) == {"v1/none", "v2/paper", "v2/robust", "cue/none"}
+    assert "2 of 2" in rows["v2/robust"] and "CPU-minutes" in _one_line(result.output)
     (tmp_path / "bad.yaml").write_text("sweep:\n  augmentations: [heavy]\n")
     bad = runner.invoke(app, ["run", str(tmp_path / "run2"), "-c", str(tmp_path / "bad.yaml"), "--dry-run"])
     assert bad.exit_code == 2 and "unknown augmentation 'heavy'" in bad.output
