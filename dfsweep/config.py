@@ -199,8 +199,14 @@ class ArmSpec:
     unfreeze_layers: int | None = None  # the last backbone layers fine-tuned; 0 = the head only
     adapt_share: float | None = None  # share of each fine-tuning batch from the target adapt split; 0 = none
     selection: str = "source_val"  # SELECTIONS
+    # The fine-tuning phase's length and learning rate, where an arm needs its own (a head-only arm on cached features
+    # can afford many epochs and a larger rate); left out: train.finetune_epochs, train.finetune_lr.
+    finetune_epochs: int | None = None
+    finetune_lr: float | None = None
 
     def __post_init__(self) -> None:
+        _check(self.finetune_epochs is None or self.finetune_epochs >= 0, "sweep.arms finetune_epochs must be >= 0")
+        _check(self.finetune_lr is None or self.finetune_lr > 0, "sweep.arms finetune_lr must be > 0")
         _check(self.name == "" or re.fullmatch(r"[A-Za-z0-9_]+(-[A-Za-z0-9_.]+)*", self.name) is not None,
                f"sweep.arms name {self.name!r} must be letters, digits and _ (parts joined by -)")
         _check(self.unfreeze_layers is None or self.unfreeze_layers >= 0, "sweep.arms unfreeze_layers must be >= 0")

@@ -73,9 +73,14 @@ def test_arms_one_by_one_take_the_base_point_for_what_they_leave_out():
     plan = _plan({"variants": ["v2"], "arms": [{"augmentation": "paper"},
                                                {"augmentation": "none", "unfreeze_layers": 0, "adapt_share": 0.5,
                                                 "selection": "target_val"},
-                                               {"name": "mine", "augmentation": "robust", "adapt_share": 0}]})
+                                               {"name": "mine", "augmentation": "robust", "adapt_share": 0},
+                                               {"augmentation": "none", "unfreeze_layers": 0, "finetune_epochs": 8,
+                                                "finetune_lr": 0.001}]})
     assert [(t["trial_id"], t["unfreeze_layers"], t["adapt_share"]) for t in plan] == \
-        [("v2-paper-s1", 40, 0.25), ("v2-none-u0-a50-tval-s1", 0, 0.5), ("v2-mine-s1", 40, 0.0)]
+        [("v2-paper-s1", 40, 0.25), ("v2-none-u0-a50-tval-s1", 0, 0.5), ("v2-mine-s1", 40, 0.0),
+         ("v2-none-u0-e8-lr0.001-s1", 0, 0.25)]
+    assert (plan[0]["finetune_epochs"], plan[0]["finetune_lr"]) == (3, 1e-5)  # train's, where an arm says nothing
+    assert (plan[3]["finetune_epochs"], plan[3]["finetune_lr"]) == (8, 0.001)
 
 
 @pytest.mark.parametrize("arms, fragment", [

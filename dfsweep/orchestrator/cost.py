@@ -117,8 +117,9 @@ def trial_costs(cfg: Config, trials: list[dict], sizes: SplitSizes) -> list[Tria
             val = s.target_val if tval else s.source_val
             forward = embed(*base_sets[:2], *((("target-val", s.target_val),) if tval else ()))
             batches = max(1, math.ceil(s.source_train / t.batch_size))
-            train = t.finetune_epochs * batches * t.batch_size
-            forward += t.finetune_epochs * val + scored
+            epochs = trial.get("finetune_epochs", t.finetune_epochs)
+            train = epochs * batches * t.batch_size
+            forward += epochs * val + scored
             # the backward pass scales with the layers it goes through: measured for 40, taken as linear in them
             backward_s = max(1 / _rate(TRAIN40_IMG_S, t.input_size_px) - forward_s, 0.0) * layers / 40
             extra = train * (forward_s + backward_s)

@@ -36,10 +36,10 @@ def show_plan(cfg: Config, run: schema.RunDir, console) -> None:
     costs = {c.trial_id: c for c in trial_costs(cfg, trials, sizes)} if sizes else {}
     table = Table(title=f"planned arms ({len(cfg.sweep.seeds)} seed(s) each; "
                         f"{cfg.sweep.cpus_per_trial:g} CPU, {cfg.sweep.gpus_per_trial:g} GPU per trial)")
-    for col in ("arm", "role", "augmentation", "unfrozen layers", "adapt share", "selection", "trials to run",
-                "est. minutes"):
-        table.add_column(col, justify="right" if col in ("unfrozen layers", "adapt share", "trials to run",
-                                                         "est. minutes") else "left")
+    numeric = ("unfrozen layers", "adapt share", "fine-tune epochs", "fine-tune lr", "trials to run", "est. minutes")
+    for col in ("arm", "role", "augmentation", "unfrozen layers", "adapt share", "selection", "fine-tune epochs",
+                "fine-tune lr", "trials to run", "est. minutes"):
+        table.add_column(col, justify="right" if col in numeric else "left")
     arms: dict[str, list[dict]] = {}
     for t in trials:
         arms.setdefault(f"{t['variant']}/{t['arm']}", []).append(t)
@@ -48,8 +48,9 @@ def show_plan(cfg: Config, run: schema.RunDir, console) -> None:
     for name, ts in arms.items():
         t = ts[0]
         minutes = sum(costs[x["trial_id"]].seconds for x in ts if x["trial_id"] in todo) / 60 if costs else None
-        settings = ((t["augmentation"], str(t["unfreeze_layers"]), f"{t['adapt_share']:g}", t["selection"])
-                    if get_variant(t["variant"]).arms else ("", "", "", ""))
+        settings = ((t["augmentation"], str(t["unfreeze_layers"]), f"{t['adapt_share']:g}", t["selection"],
+                     str(t["finetune_epochs"]), f"{t['finetune_lr']:g}")
+                    if get_variant(t["variant"]).arms else ("",) * 6)
         table.add_row(name, get_variant(t["variant"]).role, *settings,
                       f"{sum(x['trial_id'] in todo for x in ts)} of {len(ts)}",
                       "?" if minutes is None else f"{minutes:.1f}")

@@ -31,39 +31,46 @@ from dfsweep.verdict.scores import ScoreFileError, not_in_sweep_warning, read_sc
 NO_ARM = dict(arm="none", augmentation="none", unfreeze_layers=0, adapt_share=0.0, selection="source_val")
 
 
-def arm_name(augmentation: str, unfreeze_layers: int, adapt_share: float, selection: str, *, base_layers: int,
-             base_share: float) -> str:
-    """A grid point's id: its augmentation preset, then what it changes from the base point (train's unfrozen
-    depth and adapt share, source-val selection): `u<layers>`, `a<share in %>`, `tval`. The paper's V2 is "paper"."""
-    parts = [augmentation]
-    if unfreeze_layers != base_layers:
-        parts.append(f"u{unfreeze_layers}")
-    if adapt_share != base_share:
-        parts.append(f"a{adapt_share * 100:g}")
-    if selection == "target_val":
+def arm_name(point: dict, base: dict) -> str:
+    """A grid point's id: its augmentation preset, then what it changes from the base point (train's unfrozen depth,
+    adapt share, fine-tuning epochs and rate; source-val selection): `u<layers>`, `a<share in %>`, `tval`,
+    `e<epochs>`, `lr<rate>`. The paper's V2 is "paper"."""
+    parts = [point["augmentation"]]
+    if point["unfreeze_layers"] != base["unfreeze_layers"]:
+        parts.append(f"u{point['unfreeze_layers']}")
+    if point["adapt_share"] != base["adapt_share"]:
+        parts.append(f"a{point['adapt_share'] * 100:g}")
+    if point["selection"] == "target_val":
         parts.append("tval")
+    if point["finetune_epochs"] != base["finetune_epochs"]:
+        parts.append(f"e{point['finetune_epochs']}")
+    if point["finetune_lr"] != base["finetune_lr"]:
+        parts.append(f"lr{point['finetune_lr']:g}")
     return "-".join(parts)
 
 
 def candidate_arms(cfg: Config) -> list[dict]:
     """The arms of the variants that take them (V2): sweep.arms one by one, else every combination of the grid's
-    axes; each {arm, augmentation, unfreeze_layers, adapt_share, selection}, in config order. ValueError for an
+    axes; each {arm, augmentation, unfreeze_layers, adapt_share, selection, finetune_epochs, finetune_lr}, in config
+    order. ValueError for an
     unknown augmentation preset, two arms of one name or two arms at the same grid point."""
     from dfsweep.config import ArmSpec
     from dfsweep.trainables.augment import get_preset
 
-    sw, base_layers, base_share = cfg.sweep, cfg.train.unfreeze_last_layers, cfg.train.adapt_share
+    sw, t = cfg.sweep, cfg.train
+    base = dict(unfreeze_layers=t.unfreeze_last_layers, adapt_share=t.adapt_share, finetune_epochs=t.finetune_epochs,
+                finetune_lr=t.finetune_lr)
     specs = sw.arms or [ArmSpec(augmentation=a, unfreeze_layers=u, adapt_share=s, selection=sel)
-                        for a in sw.augmentations for u in sw.unfreeze_layers or (base_layers,)
-                        for s in sw.adapt_shares or (base_share,) for sel in sw.selections]
+                        for a in sw.augmentations for u in sw.unfreeze_layers or (base["unfreeze_layers"],)
+                        for s in sw.adapt_shares or (base["adapt_share"],) for sel in sw.selections]
     arms: list[dict] = []
     for spec in specs:
         get_preset(spec.augmentation)  # an unknown preset fails here, before anything runs
-        point = dict(augmentation=spec.augmentation,
-                     unfreeze_layers=base_layers if spec.unfreeze_layers is None else spec.unfreeze_layers,
-                     adapt_share=base_share if spec.adapt_share is None else float(spec.adapt_share),
-                     selection=spec.selection)
-        name = spec.name or arm_name(**point, base_layers=base_layers, base_share=base_share)
+        given = dict(unfreeze_layers=spec.unfreeze_layers, adapt_share=spec.adapt_share,
+                     finetune_epochs=spec.finetune_epochs, finetune_lr=spec.finetune_lr)
+        point = dict(augmentation=spec.augmentation, selection=spec.selection,
+                     **{k: base[k] if v is None else type(base[k])(v) for k, v in given.items()})
+        name = spec.name or arm_name(point, base)
         for other in arms:
             if other["arm"] == name:
                 raise ValueError(f"two arms are named {name!r}: give them other names (sweep.arms name)")

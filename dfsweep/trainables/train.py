@@ -93,8 +93,9 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
               checkpoint: tuple[Callable, dict | None] | None = None, feature_cache: bool = True) -> pa.Table:
     """Train one trial and write its scores; returns the score table (read back from the file).
 
-    spec: variant, augmentation, seed, and the arm's id and settings (arm, unfreeze_layers, adapt_share, selection:
-    orchestrator/sweep.plan_trials; where left out: the augmentation, train_cfg's and source val). report(metrics) receives every epoch's metrics; checkpoint = (save, restored)
+    spec: variant, augmentation, seed, and the arm's id and settings (arm, unfreeze_layers, adapt_share, selection,
+    finetune_epochs, finetune_lr: orchestrator/sweep.plan_trials; where left out: the augmentation, train_cfg's and
+    source val). report(metrics) receives every epoch's metrics; checkpoint = (save, restored)
     wires Tune's checkpoints (save(metrics, payload) reports and checkpoints; restored: the payload, or None).
     feature_cache: share frozen-backbone features through the run's features/ (off only to measure what it saves).
     Crops stream from crops/ batch by batch; the test sets are degraded on the fly by each perturbation level of
@@ -115,9 +116,11 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     report = report or (lambda metrics: None)
     variant = get_variant(spec["variant"])
     tid = trial_id(spec["variant"], spec.get("arm", spec["augmentation"]), spec["seed"])
-    train_cfg = dataclasses.replace(train_cfg, unfreeze_last_layers=int(spec.get("unfreeze_layers",
-                                                                                  train_cfg.unfreeze_last_layers)),
-                                    adapt_share=float(spec.get("adapt_share", train_cfg.adapt_share)))
+    train_cfg = dataclasses.replace(
+        train_cfg, unfreeze_last_layers=int(spec.get("unfreeze_layers", train_cfg.unfreeze_last_layers)),
+        adapt_share=float(spec.get("adapt_share", train_cfg.adapt_share)),
+        finetune_epochs=int(spec.get("finetune_epochs", train_cfg.finetune_epochs)),
+        finetune_lr=float(spec.get("finetune_lr", train_cfg.finetune_lr)))
     selection = spec.get("selection", "source_val")
     _setup_tensorflow(int(spec["seed"]), cpus, train_cfg.mixed_precision)
     run = schema.RunDir(run_dir)

@@ -24,7 +24,8 @@ from dfsweep.storage import Location, parse
 ROW_KEYS = ("trial_id", "domain", "split", "sample_id", "perturbation", "level")  # unique in the scores
 
 
-PLAN_KEYS = ("trial_id", "variant", "arm", "augmentation", "unfreeze_layers", "adapt_share", "selection", "seed")
+PLAN_KEYS = ("trial_id", "variant", "arm", "augmentation", "unfreeze_layers", "adapt_share", "selection",
+             "finetune_epochs", "finetune_lr", "seed")
 
 
 def write_plan(scores_dir: str | Location, trials: list[dict], *, dfsweep_version: str) -> None:
