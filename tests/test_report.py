@@ -171,11 +171,12 @@ def test_stats_and_report_import_no_ray_tensorflow_or_torch():
     assert out == "|agg"
 
 
-# What each verdict module may import from the package: one way, no circle (labels <- summary <- tables <- console,
-# html; summary <- plots; report on top). A new module must be declared here.
+# What each verdict module may import from the package: one way, no circle (labels <- answer <- summary <- tables <-
+# console, html; summary <- plots; report on top). A new module must be declared here.
 VERDICT_DEPENDS = {
     "stats": set(), "scores": set(), "labels": set(),
-    "summary": {"stats", "labels", "scores"},
+    "answer": {"labels"},
+    "summary": {"stats", "labels", "scores", "answer"},
     "tables": {"labels", "summary"},
     "console": {"labels", "tables"},
     "html": {"labels", "tables"},
