@@ -358,12 +358,16 @@ def per_seed_tests(data: GroupedScores, trials: list[dict], cfg: ReportConfig) -
     return out, pairs
 
 
-def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: ReportConfig) -> list[dict]:
+def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: ReportConfig,
+                      seed_tests: list[dict]) -> list[dict]:
     """Each candidate arm against each baseline arm, paired by seed, per grain and domain: one-tailed paired t-test
     (H1: candidate > baseline), its Holm adjustment over the candidate arms of the domain at that grain (a family
     never mixes grains), Wilcoxon (enough seeds only) and the hierarchical bootstrap CI of the mean ΔAUC (seeds, then
     samples); the other tail (H1: candidate < baseline), Holm'd in its own family, for a "worse" verdict; the
-    probabilities of improvement (seed-level and per-sample); and the verdict (answer.decide) and rank by mean Δ."""
+    probabilities of improvement (seed-level, and per-sample: the mean of seed_tests' per-seed shares); and the
+    verdict (answer.decide) and rank by mean Δ."""
+    sample_share = {(s["auc_level"], s["domain"], s["candidate"], s["baseline"], s["seed"]): s["sample_win_share"]
+                    for s in seed_tests}
     out = []
     for grain, domain, arm, base, b, c in _comparisons(trials):
         seeds = sorted(set(b) & set(c))
@@ -390,8 +394,8 @@ def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: Report
                         auc_mean_baseline=float(np.mean(basel)) if seeds else float("nan"),
                         seed_win_share=sw.share, seed_wins=sw.wins, seed_ties=sw.ties, seed_losses=sw.losses,
                         seed_win_share_note=answer.seed_share_note(sw.n_seeds),
-                        sample_win_share=float(np.mean([stats.sample_win_share(p.y, p.s_candidate, p.s_baseline).share
-                                                        for p in joined])) if joined else float("nan")))
+                        sample_win_share=float(np.mean([sample_share[grain, domain, arm, base, s] for s in seeds]))
+                        if seeds else float("nan")))
     for family_key in {(t["auc_level"], t["domain"]) for t in out}:
         family = [t for t in out if (t["auc_level"], t["domain"]) == family_key]
         for t, p in zip(family, stats.holm([t["p_value"] for t in family])):
@@ -593,7 +597,7 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
         seed_tests, pairs = per_seed_tests(data, trials, cfg)
     with timed(timings, "across_seed"):
         aggs = aggregate(trials)
-        tests = across_seed_tests(trials, pairs, cfg)
+        tests = across_seed_tests(trials, pairs, cfg, seed_tests)
     with timed(timings, "robustness"):
         robust = robustness(metrics, cfg)
     ci = f"{cfg.ci_level:.0%}"
