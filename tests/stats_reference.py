@@ -103,3 +103,50 @@ def hierarchical_bootstrap_mean_diff(per_seed, *, n_resamples: int = 2000, confi
     boot = total / k
     low, high = _percentile_interval(boot, confidence)
     return HierarchicalBootstrap(point, low, high, confidence, k, n_resamples)
+
+
+# --- probability of improvement: the definitions as double loops, in exact fractions ----------------------------------
+
+def placements(y, s) -> list:
+    """DeLong's placement of every sample from its definition, one pair at a time: a fake's share of the reals scored
+    below it, a real's share of the fakes scored above it, a tie counting half (exact Fractions)."""
+    from fractions import Fraction
+
+    y, s = list(y), list(s)
+    out = []
+    for i in range(len(y)):
+        others = [j for j in range(len(y)) if y[j] != y[i]]
+        won = 0
+        for j in others:
+            mine, theirs = (s[i], s[j]) if y[i] == 1 else (s[j], s[i])  # the fake's score, the real's score
+            won += Fraction(1) if mine > theirs else Fraction(1, 2) if mine == theirs else 0
+        out.append(won / len(others))
+    return out
+
+
+def sample_win_share(y, s_candidate, s_baseline) -> tuple:
+    """(balanced share, fakes' share, reals' share): per sample, 1 when its placement is higher under the candidate,
+    1/2 when equal, 0 when lower; averaged per class, and the two classes' shares averaged."""
+    from fractions import Fraction
+
+    c, b = placements(y, s_candidate), placements(y, s_baseline)
+    share = {}
+    for label in (1, 0):
+        won = [Fraction(1) if c[i] > b[i] else Fraction(1, 2) if c[i] == b[i] else Fraction(0)
+               for i in range(len(y)) if y[i] == label]
+        share[label] = sum(won) / len(won)
+    return (share[1] + share[0]) / 2, share[1], share[0]
+
+
+def seed_win_share(candidate, baseline) -> tuple:
+    """(share, wins, ties, losses) over the seeds, one seed at a time."""
+    wins = ties = losses = 0
+    for a, b in zip(candidate, baseline):
+        if a > b:
+            wins += 1
+        elif a == b:
+            ties += 1
+        else:
+            losses += 1
+    n = wins + ties + losses
+    return (wins + ties / 2) / n, wins, ties, losses

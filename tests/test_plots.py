@@ -29,6 +29,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PERTURBATIONS = (("jpeg", 80), ("jpeg", 40), ("blur", 3), ("blur", 9))
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "scripts" / "screenshot_report.sh"
+VERDICT_BORDER, VERDICT_BACKGROUND = (0x3B, 0x6F, 0xB6), (0xF6, 0xF9, 0xFE)  # html.CSS: .verdict's border, background
 THUMB_RGB = (30, 200, 60)  # every test thumbnail is this green, plus a per-sample mark in its top-left corner
 
 
@@ -253,6 +254,13 @@ def test_report_html_renders_in_headless_chromium(built, tmp_path):
     assert img.shape[:2] == (4000, 1400)
     assert (img.min(axis=2) < 0.9).mean() > 0.02 and img.std() > 0.05  # not a blank page
     assert (img.max(axis=2) - img.min(axis=2) > 0.3).sum() > 5000  # coloured figure pixels: the PNGs rendered
+    # The page opens with the verdict box: its border and its background (html.CSS .verdict) fill a band at the top,
+    # under the title, and nowhere else.
+    rgb = (img * 255).round()
+    for colour, least in ((VERDICT_BORDER, 2000), (VERDICT_BACKGROUND, 50_000)):
+        rows = np.flatnonzero((np.abs(rgb - colour).max(axis=2) <= 2).sum(axis=1) > 0)
+        assert len(rows) and rows.min() < 120 and rows.max() < 600, (colour, rows[:3], rows[-3:])
+        assert (np.abs(rgb[:600] - colour).max(axis=2) <= 2).sum() > least, colour
 
 
 def test_video_run_figures_have_a_row_per_level_and_captions_say_so(tmp_path):

@@ -171,11 +171,12 @@ def test_stats_and_report_import_no_ray_tensorflow_or_torch():
     assert out == "|agg"
 
 
-# What each verdict module may import from the package: one way, no circle (labels <- summary <- tables <- console,
-# html; summary <- plots; report on top). A new module must be declared here.
+# What each verdict module may import from the package: one way, no circle (labels <- answer <- summary <- tables <-
+# console, html; summary <- plots; report on top). A new module must be declared here.
 VERDICT_DEPENDS = {
     "stats": set(), "scores": set(), "labels": set(),
-    "summary": {"stats", "labels", "scores"},
+    "answer": {"labels"},
+    "summary": {"stats", "labels", "scores", "answer"},
     "tables": {"labels", "summary"},
     "console": {"labels", "tables"},
     "html": {"labels", "tables"},
@@ -1012,3 +1013,187 @@ def test_every_registered_perturbation_reaches_tables_csv_figure_and_html(tmp_pa
         assert html_lib.escape(fragment) in html, fragment
     text = console.export_text()
     assert kind in text and "Robustness: image-level AUC" in text
+
+
+# The answer first: the verdict block (summary["verdict"]), drawn first by the console and report.html; the ranking.
+
+import stats_reference  # noqa: E402  (tests/stats_reference.py: the double loops the probabilities are held to)
+
+from dfsweep.verdict import answer  # noqa: E402
+from dfsweep.verdict.html import render_html  # noqa: E402
+
+
+def _by_hand(truth, cand: str, base: str, domain: str, seeds=SEEDS) -> dict:
+    """The verdict's numbers from the truth, without the report's code: AUCs by scikit-learn, both tails by scipy,
+    the probabilities of improvement by counting and by the double loop (sample i is f"{domain}{i}" in both)."""
+    c = [roc_auc_score(*truth[f"{cand}-s{s}", domain]) for s in seeds]
+    b = [roc_auc_score(*truth[f"{base}-s{s}", domain]) for s in seeds]
+    shares = [float(stats_reference.sample_win_share(truth[f"{cand}-s{s}", domain][0], truth[f"{cand}-s{s}", domain][1],
+                                                     truth[f"{base}-s{s}", domain][1])[0]) for s in seeds]
+    return dict(c=c, b=b, diff=np.mean(np.subtract(c, b)),
+                p_greater=sps.ttest_rel(c, b, alternative="greater").pvalue,
+                p_less=sps.ttest_rel(c, b, alternative="less").pvalue,
+                seed_share=(sum(x > y for x, y in zip(c, b)) + 0.5 * sum(x == y for x, y in zip(c, b))) / len(seeds),
+                sample_share=np.mean(shares))
+
+
+def test_verdict_block_follows_its_stated_rule(run):
+    r, truth = run
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=300))
+    v = summary["verdict"]
+    assert v["auc_level"] == summary["auc_level"] == "image" and v["alpha"] == 0.05 and v["empty"] is None
+    assert "Holm" in v["rule"] and "p < α = 0.05" in v["rule"] and "worse" in v["rule"] and "up to 2α" in v["rule"]
+    assert [(x["domain"], x["candidate"], x["baseline"]) for x in v["rows"]] == [
+        ("source", "v2/paper", "v1/none"), ("target", "v2/paper", "v1/none")]
+    for x in v["rows"]:
+        ref = _by_hand(truth, "v2-paper", "v1-none", x["domain"])
+        # one candidate: a Holm family of one, the adjusted p is the p
+        assert x["p_holm_better"] == pytest.approx(ref["p_greater"]) and x["p_holm_worse"] == pytest.approx(ref["p_less"])
+        expected = "better" if ref["p_greater"] < 0.05 else "worse" if ref["p_less"] < 0.05 else "not shown"
+        assert x["verdict"] == expected
+        assert x["mean_diff"] == pytest.approx(ref["diff"]) and x["rank"] == 1 and x["holm_family"] == 1
+        assert (x["n_seeds"], x["seeds"]) == (3, list(SEEDS))
+        assert x["auc_mean_candidate"] == pytest.approx(np.mean(ref["c"]))
+        assert x["auc_mean_baseline"] == pytest.approx(np.mean(ref["b"]))
+        (t,) = [t for t in summary["tests"] if t["domain"] == x["domain"]]
+        assert (x["ci_low"], x["ci_high"], x["ci_level"]) == (t["hier_ci_low"], t["hier_ci_high"], 0.95)
+        assert x["seed_win_share"] == pytest.approx(ref["seed_share"])
+        assert x["seed_wins"] + x["seed_ties"] / 2 == pytest.approx(3 * ref["seed_share"])
+        assert x["sample_win_share"] == pytest.approx(ref["sample_share"], abs=1e-12)
+        assert x["seed_win_share_note"].startswith("3 seed(s)")  # fewer than 5: the note says the share is coarse
+        assert [w["kind"] for w in x["warnings"]] == ["coarse_seed_share"]
+        shown = ("greater", x["p_holm_better"]) if x["verdict"] == "better" or x["mean_diff"] >= 0 else (
+            "less", x["p_holm_worse"])
+        assert (x["alternative"], x["p_holm"]) == shown
+    assert [x["verdict"] for x in v["rows"]][1] == "better"  # the fixture's candidate is far better on the target
+    for s in summary["per_seed_tests"]:  # the per-sample share of each seed, beside DeLong and the bootstrap
+        y, sc = truth[f"v2-paper-s{s['seed']}", s["domain"]]
+        share, fake, real = stats_reference.sample_win_share(y, sc, truth[f"v1-none-s{s['seed']}", s["domain"]][1])
+        assert (s["sample_win_share"], s["sample_win_share_fake"], s["sample_win_share_real"]) == (
+            pytest.approx(float(share), abs=1e-12), pytest.approx(float(fake), abs=1e-12),
+            pytest.approx(float(real), abs=1e-12))
+
+
+def test_a_worse_candidate_is_called_worse_with_the_other_tail_holmed_in_its_own_family(tmp_path):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)
+    shift = {("v1", "source"): 2.0, ("v1", "target"): 1.5, ("v2", "paper", "source"): 2.0,
+             ("v2", "paper", "target"): 0.0, ("v2", "robust", "source"): 2.1, ("v2", "robust", "target"): 1.6}
+    truth = _write_scores(r, shift, arms=ARMS3)
+    console = Console(record=True, width=80, file=io.StringIO())  # a non-TTY's width
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    render(summary, console)  # the console and report.html as report() draws them, without the figures
+    for domain in ("source", "target"):
+        ref = {arm: _by_hand(truth, arm.replace("/", "-"), "v1-none", domain) for arm in ("v2/paper", "v2/robust")}
+        tests = {t["candidate"]: t for t in summary["tests"] if t["domain"] == domain}
+        for tail, key in (("p_greater", "p_holm"), ("p_less", "p_holm_less")):  # Holm by hand, each tail apart
+            lo, hi = sorted(ref, key=lambda a: ref[a][tail])
+            expected = {lo: min(1.0, 2 * ref[lo][tail])}
+            expected[hi] = min(1.0, max(expected[lo], ref[hi][tail]))
+            for arm in ref:
+                assert tests[arm][key] == pytest.approx(expected[arm]), (domain, arm, key)
+        by_diff = sorted(ref, key=lambda a: -ref[a]["diff"])
+        assert [tests[a]["rank"] for a in by_diff] == [1, 2]
+        rows = [x for x in summary["verdict"]["rows"] if x["domain"] == domain]
+        assert [x["candidate"] for x in rows] == by_diff  # the box lists a domain's candidates by rank
+    (worse,) = [x for x in summary["verdict"]["rows"] if (x["domain"], x["candidate"]) == ("target", "v2/paper")]
+    assert worse["verdict"] == "worse" and worse["alternative"] == "less" and worse["p_holm"] == worse["p_holm_worse"] < 0.05
+    assert worse["mean_diff"] < -0.2 and worse["seed_win_share"] == 0.0 and worse["sample_win_share"] < 0.5
+    text = console.export_text()
+    assert "target: v2/paper vs v1/none — worse (rank 2)" in text
+    assert f"p Holm {worse['p_holm']:.4f} (paired t, Δ<0)" in text
+    html = render_html(summary, [])
+    assert '<td class="v v-worse">worse</td>' in html
+    assert "<td>worse at α=0.05 (H1: Δ &lt; 0)</td>" in html  # the t-test table says the same
+
+
+def test_verdict_warnings_come_in_the_stated_priority(tmp_path):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)  # two seeds, a shortcut cue, a baseline that ranks well but calls everything real
+    _write_scores(r, ROLE_SHIFT, arms=ROLE_ARMS, seeds=(1, 2), transform=_below_half)
+    console = Console(record=True, width=100, file=io.StringIO())
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    render(summary, console)
+    assert answer.WARNING_PRIORITY == ("too_few_seeds", "shortcut", "different_samples", "calibration",
+                                       "coarse_seed_share")
+    for x in summary["verdict"]["rows"]:
+        assert [w["kind"] for w in x["warnings"]] == ["too_few_seeds", "shortcut", "calibration"], x["domain"]
+        texts = [w["text"] for w in x["warnings"]]
+        assert texts[0] == "only 2 seed(s): the t-test is weak or undefined"
+        (cue,) = [a for a in summary["aggregate"] if (a["arm"], a["domain"]) == ("cue/none", "source")]
+        assert texts[1] == f"shortcut cue: the diagnostic cue/none reaches {cue['auc_mean']:.3f} on the source test"
+        assert texts[2] == "calibration off: v1/none ranks well, accuracy at 0.5 near chance (2/2 seeds)"
+    # each has its full warning among the validity warnings
+    warns = "\n".join(summary["warnings"])
+    assert "v1/none on target has 2 seed(s)" in warns and "shortcut: the diagnostic arm cue/none" in warns
+    assert "v1-none-s1 on target: ranking fine, calibration off" in warns
+    text = console.export_text()
+    box = text[:text.index("dfsweep report")]
+    assert box.count("! only 2 seed(s)") == 2 and box.count("! shortcut cue") == 2 and "! calibration" not in box
+    assert box.count("+ 1 more in the validity warnings below") == 2
+
+
+def test_undefined_with_one_seed_and_an_empty_box_that_says_why(tmp_path):
+    from rich.console import Console
+
+    one = schema.RunDir(tmp_path / "one")
+    _write_scores(one, SHIFT, seeds=(1,))
+    (x, _) = build_summary(one.root, ReportConfig(bootstrap_samples=100))["verdict"]["rows"]
+    assert x["verdict"] == "undefined" and x["n_seeds"] == 1 and math.isnan(x["p_holm"])
+    assert x["seed_win_share_note"] is not None and x["warnings"][0]["kind"] == "too_few_seeds"
+    alone = schema.RunDir(tmp_path / "alone")  # a baseline and nothing to compare with it
+    _write_scores(alone, SHIFT, arms=(("v1", "none"),))
+    console = Console(record=True, width=120, file=io.StringIO())
+    summary = build_summary(alone.root, ReportConfig(bootstrap_samples=100))
+    render(summary, console)
+    assert summary["verdict"]["rows"] == [] and "no candidate arm was compared" in summary["verdict"]["empty"]
+    text = console.export_text()
+    assert text.index("no candidate arm was compared") < text.index("dfsweep report")
+    assert "no candidate arm was compared" in render_html(summary, [])
+
+
+def test_the_console_and_report_html_open_with_the_verdict_box(reported):
+    import html as html_lib
+
+    r, _, summary, text, html = reported
+    first = text.splitlines()[0]
+    assert "Verdict: is the candidate better than the baseline? (image-level AUC)" in first
+    box = text[:text.index("dfsweep report")]  # the box ends before the header panel
+    for x in summary["verdict"]["rows"]:
+        assert f"{x['domain']}: {x['candidate']} vs {x['baseline']} — {x['verdict']} (rank {x['rank']})" in box
+        assert f"Δ {x['mean_diff']:+.3f} [{x['ci_low']:+.3f}, {x['ci_high']:+.3f}]" in box
+        assert f"P(better): {x['seed_wins'] + x['seed_ties'] / 2:g}/{x['n_seeds']} seeds" in box
+    assert "Holm-adjusted over the domain's candidate arms, has p < α = 0.05" in " ".join(box.split())
+    body = html[html.index("<body>"):]
+    assert body.index('id="verdict"') < body.index('class="meta"') < body.index("Ranking of the candidate arms")
+    for x in summary["verdict"]["rows"]:  # the verdict cell, coloured by its word
+        assert f'<td class="v v-{x["verdict"].replace(" ", "-")}">{x["verdict"]}</td>' in html
+    assert html_lib.escape(summary["verdict"]["caption"]) in html
+    assert text.index("dfsweep report") < text.index("Ranking of the candidate arms") < text.index("Per trial")
+
+
+def test_ranking_covers_every_level_and_the_box_the_primary_one(video_run):
+    _, truth, summary = video_run
+    assert summary["verdict"]["auc_level"] == "frame" and {x["auc_level"] for x in summary["tests"]} == {"frame", "video"}
+    assert len(summary["verdict"]["rows"]) == 2 * 2  # domains x candidates, frame level only
+    for t in summary["tests"]:
+        others = [u for u in summary["tests"] if (u["auc_level"], u["domain"]) == (t["auc_level"], t["domain"])]
+        assert t["rank"] == 1 + sum(u["mean_diff"] > t["mean_diff"] for u in others)
+        assert t["verdict"] == answer.decide(t["p_holm"], t["p_holm_less"], 0.05)
+    from dfsweep.verdict.tables import ranking_tables
+
+    tables = ranking_tables(summary)
+    assert [t.title for t in tables] == [f"Ranking of the candidate arms by mean Δ {g}-level AUC against the baseline"
+                                         for g in ("frame", "video")]
+    assert all(len(t.rows) == 4 and [row[1] for row in t.rows[:2]] in (["1", "2"], ["1", "1"]) for t in tables)
+
+
+def test_decide_and_ranks_by_hand():
+    assert answer.decide(0.01, 0.99, 0.05) == "better" and answer.decide(0.99, 0.01, 0.05) == "worse"
+    assert answer.decide(0.2, 0.8, 0.05) == "not shown" and answer.decide(0.05, 0.95, 0.05) == "not shown"
+    assert answer.decide(float("nan"), float("nan"), 0.05) == "undefined"
+    assert answer.ranks([0.1, 0.3, 0.3, float("nan"), -0.2]) == [3, 1, 1, None, 4]  # ties share a rank
+    assert answer.ranks([]) == [] and answer.ranks([0.0]) == [1]
+    assert answer.seed_share_note(5) is None and "multiple of 1/4" in answer.seed_share_note(4)

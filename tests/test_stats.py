@@ -645,3 +645,102 @@ def test_bootstrap_memory_is_bounded_by_the_chunk_not_by_b_times_n():
     assert reference > 4 * large  # what it replaces: already 100 x 50,000 floats per array at B = 100
     paired = _peak_mib(lambda: stats.paired_bootstrap_auc_diff(y, s, s[::-1].copy(), n_resamples=400, seed=1))
     assert paired < 64
+
+
+# --- the other tail of the paired t-test; probability of improvement (seed-level and per-sample) ---------------------
+
+def test_paired_t_less_against_scipy_and_the_greater_tail():
+    cand = np.array([0.61, 0.66, 0.60, 0.64])
+    base = np.array([0.65, 0.70, 0.68, 0.70])
+    less = stats.paired_t(cand, base, alternative="less")
+    greater = stats.paired_t_greater(cand, base)
+    ref = sps.ttest_rel(cand, base, alternative="less")
+    assert (less.alternative, less.df, less.n_pairs) == ("less", 3, 4)
+    assert less.t == pytest.approx(ref.statistic) and less.p_value == pytest.approx(ref.pvalue)
+    d = cand - base  # by hand: the lower tail of Student's t at t = mean / (sd / sqrt(n))
+    assert less.p_value == pytest.approx(sps.t.cdf(d.mean() / (d.std(ddof=1) / 2), 3))
+    assert less.p_value + greater.p_value == pytest.approx(1.0) and less.t == greater.t
+    assert greater == stats.paired_t(cand, base, alternative="greater")
+    assert math.isnan(stats.paired_t([0.7], [0.6], alternative="less").p_value)
+    with pytest.raises(ValueError, match=r"^alternative must be 'greater' or 'less', got 'two-sided'$"):
+        stats.paired_t(cand, base, alternative="two-sided")
+
+
+def test_placements_hand_worked():
+    # fakes 0.9, 0.6; reals 0.5, 0.1. Candidate: every fake above every real, every placement 1 (AUC 1).
+    # Baseline moves the second fake to 0.4: it beats the real at 0.1 only (1/2), and the real at 0.5 now has one of
+    # the two fakes above it (1/2); the others stay at 1 (AUC 3/4).
+    y = [1, 1, 0, 0]
+    np.testing.assert_array_equal(stats.placements(y, [0.9, 0.6, 0.5, 0.1]), [1, 1, 1, 1])
+    np.testing.assert_array_equal(stats.placements(y, [0.9, 0.4, 0.5, 0.1]), [1, 0.5, 0.5, 1])
+    # a tie across the classes counts half for both: fake 0.5 vs reals 0.5 and 0.2 -> (1/2 + 1) / 2
+    np.testing.assert_array_equal(stats.placements([1, 0, 0], [0.5, 0.5, 0.2]), [0.75, 0.5, 1])
+    assert np.isnan(stats.placements([1, 1], [0.2, 0.3])).all()
+
+
+@pytest.mark.parametrize("n_pos, n_neg, decimals", [(12, 17, None), (12, 17, 1), (3, 25, 1), (25, 2, 0), (1, 1, None)])
+def test_placements_match_the_double_loop_and_average_to_the_auc(n_pos, n_neg, decimals):
+    y, s, _ = _scores(n_pos, n_neg, decimals, seed=n_pos * n_neg)
+    got = stats.placements(y, s)
+    np.testing.assert_allclose(got, [float(p) for p in stats_reference.placements(y, s)], rtol=0, atol=1e-15)
+    # the AUC is the mean placement of the fakes and, equally, of the reals
+    assert got[y == 1].mean() == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert got[y == 0].mean() == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_sample_win_share_hand_worked():
+    # The example above: fake 2 (1 > 1/2) and real 1 (1 > 1/2) are placed higher by the candidate, the other two tie
+    # (1/2 each): fakes (1/2 + 1) / 2 = 3/4, reals likewise, balanced 3/4.
+    r = stats.sample_win_share([1, 1, 0, 0], [0.9, 0.6, 0.5, 0.1], [0.9, 0.4, 0.5, 0.1])
+    assert (r.share, r.share_fake, r.share_real, r.n_fake, r.n_real) == (0.75, 0.75, 0.75, 2, 2)
+    # Classes of different sizes are weighted equally, not pooled. One fake, three reals; the candidate puts the fake
+    # on top (placement 1), the baseline below two reals (1/3): the fake is placed higher (1). The reals at 0.5 and
+    # 0.4 have the fake above them under the candidate (placement 1), not under the baseline (0): higher; the real
+    # at 0.1 has it above under both (1 and 1): a tie (1/2). Fakes 1, reals (1 + 1 + 1/2) / 3 = 5/6.
+    r = stats.sample_win_share([1, 0, 0, 0], [0.9, 0.5, 0.4, 0.1], [0.3, 0.5, 0.4, 0.1])
+    assert (r.share_fake, r.share_real) == (1.0, pytest.approx(5 / 6)) and r.share == pytest.approx((1 + 5 / 6) / 2)
+    # pooled it would be (1 + 5/2) / 4 = 7/8: the three reals would outvote the one fake
+    assert r.share != pytest.approx(7 / 8)
+
+
+@pytest.mark.parametrize("n_pos, n_neg, decimals", [(15, 20, None), (15, 20, 1), (4, 30, 1), (30, 3, 0), (2, 2, None)])
+def test_sample_win_share_matches_the_double_loop(n_pos, n_neg, decimals):
+    y, s1, s2 = _scores(n_pos, n_neg, decimals, seed=n_pos + 3 * n_neg)
+    if decimals is not None:
+        s2 = np.round(s2, decimals)  # ties within and across the models
+    got = stats.sample_win_share(y, s1, s2)
+    share, fake, real = stats_reference.sample_win_share(y, s1, s2)
+    assert got.share == pytest.approx(float(share), abs=1e-15)
+    assert (got.share_fake, got.share_real) == (pytest.approx(float(fake), abs=1e-15), pytest.approx(float(real), abs=1e-15))
+    assert (got.n_fake, got.n_real) == (n_pos, n_neg)
+
+
+def test_sample_win_share_properties():
+    y, s1, s2 = _scores(30, 40, None, seed=21)
+    assert stats.sample_win_share(y, s1, s1.copy()).share == 0.5  # the same model: every placement tied
+    # ranks alike (an increasing transformation): every placement tied, whatever the scores
+    assert stats.sample_win_share(y, 1 / (1 + np.exp(-3 * s1)), s1).share == 0.5
+    ab, ba = stats.sample_win_share(y, s1, s2), stats.sample_win_share(y, s2, s1)
+    assert ab.share == pytest.approx(1 - ba.share) and ab.share_fake == pytest.approx(1 - ba.share_fake)
+    perfect = np.where(y == 1, 0.9, 0.1)
+    assert stats.sample_win_share(y, perfect, 1 - perfect).share == 1.0  # every placement 1 against every placement 0
+    one = stats.sample_win_share([1, 1], [0.2, 0.3], [0.3, 0.2])
+    assert math.isnan(one.share) and (one.n_fake, one.n_real) == (2, 0)
+    with pytest.raises(AttributeError):
+        ab.share = 0.0  # a frozen result
+
+
+def test_seed_win_share_hand_worked_and_against_the_loop():
+    r = stats.seed_win_share([0.7, 0.8, 0.6], [0.6, 0.8, 0.7])  # a win, a tie, a loss: (1 + 1/2) / 3
+    assert (r.share, r.wins, r.ties, r.losses, r.n_seeds, r.n_left_out) == (0.5, 1, 1, 1, 3, 0)
+    assert stats.seed_win_share([0.9, 0.8], [0.5, 0.5]).share == 1.0
+    rng = np.random.default_rng(3)
+    for k in (1, 4, 7):
+        a, b = np.round(rng.uniform(0.5, 1, k), 2), np.round(rng.uniform(0.5, 1, k), 2)
+        got = stats.seed_win_share(a, b)
+        assert (got.share, got.wins, got.ties, got.losses) == pytest.approx(stats_reference.seed_win_share(a, b))
+    gap = stats.seed_win_share([0.7, float("nan"), 0.9], [0.6, 0.5, 0.95])  # a seed without an AUC is left out
+    assert (gap.share, gap.n_seeds, gap.n_left_out) == (0.5, 2, 1)
+    assert math.isnan(stats.seed_win_share([], []).share)
+    with pytest.raises(ValueError, match="same length"):
+        stats.seed_win_share([0.7, 0.8], [0.6])

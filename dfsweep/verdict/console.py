@@ -1,12 +1,15 @@
-"""The verdict on the console: the header, tables.report_tables and the warnings as rich panels and tables; computes
-nothing."""
+"""The verdict on the console: the verdict box first, then the header, tables.report_tables and the warnings as rich
+panels and tables; computes nothing."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dfsweep.verdict.labels import header_lines
-from dfsweep.verdict.tables import TextTable, comparison_tables, report_tables
+from dfsweep.verdict.labels import BETTER, NOT_SHOWN, UNDEFINED, WORSE, header_lines
+from dfsweep.verdict.tables import TextTable, VerdictBox, comparison_tables, report_tables, verdict_box
+
+# How the box marks a verdict: green better, red worse, plain not shown, dim undefined.
+VERDICT_STYLE = {BETTER: "bold green", WORSE: "bold red", NOT_SHOWN: "bold", UNDEFINED: "dim"}
 
 
 def _draw(table: TextTable, console) -> None:
@@ -22,6 +25,29 @@ def _draw(table: TextTable, console) -> None:
     console.print(t)
 
 
+def _verdict_box(box: VerdictBox, console) -> None:
+    """The box the report opens with: a panel of a few lines per candidate (they wrap at any width, a non-TTY's 80
+    columns included), the verdict coloured, the rule in its last lines."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    body = Text()
+    if not box.rows:
+        body.append(box.empty + "\n")
+    for r in box.rows:
+        body.append(f"{r.domain}: {r.versus} — ", style="bold")
+        body.append(r.verdict, style=VERDICT_STYLE.get(r.verdict, ""))
+        body.append(f" (rank {r.rank})\n")
+        body.append(f"  Δ {r.delta} {r.ci} · p Holm {r.p} (paired t, {r.direction}) · {r.seeds} seeds\n")
+        body.append(f"  P(better): {r.seed_share} seeds, {r.sample_share} of samples\n")
+        for w in r.warnings:
+            body.append(f"  ! {w}\n", style="yellow")
+        if r.more_warnings:
+            body.append(f"  + {r.more_warnings} more in the validity warnings below\n", style="yellow")
+    body.append("\n" + box.caption, style="dim")
+    console.print(Panel(body, title=box.title, border_style="cyan"))
+
+
 def _warnings(warnings: list[str], title: str, console) -> None:
     from rich.panel import Panel
 
@@ -30,11 +56,15 @@ def _warnings(warnings: list[str], title: str, console) -> None:
 
 
 def render(summary: dict[str, Any], console=None) -> None:
-    """Draw the summary: a header panel, its tables (one per grain where a run has several) and its warnings."""
+    """Draw the summary: the verdict box first, then a header panel, its tables (one per grain where a run has several)
+    and its warnings."""
     from rich.console import Console
     from rich.panel import Panel
 
     console = console or Console()
+    box = verdict_box(summary)
+    if box is not None:
+        _verdict_box(box, console)
     console.print(Panel("\n".join(header_lines(summary)), title="dfsweep report", expand=False))
     for table in report_tables(summary):
         _draw(table, console)

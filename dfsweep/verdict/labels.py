@@ -106,11 +106,30 @@ def confidence_text(statistics: dict[str, Any]) -> str:
     return statistics["ci"].split()[0]
 
 
-def verdict_text(p_holm: float | None, alpha: float) -> str:
-    """The verdict line of an across-seed test, from its Holm-adjusted p (the console and report.html say the same)."""
+def format_signed(x: float | int | None, decimals: int = 3) -> str:
+    """x with its sign ("+0.112", "-0.004"); MISSING for None or nan."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return MISSING
+    return f"{x:+.{decimals}f}"
+
+
+# The verdict of a candidate arm against the baseline (summary["verdict"], the tests' `verdict`): the words every
+# output uses; answer.decide says which applies.
+BETTER, NOT_SHOWN, WORSE, UNDEFINED = "better", "not shown", "worse", "undefined"
+VERDICTS = (BETTER, NOT_SHOWN, WORSE, UNDEFINED)
+
+
+def verdict_text(p_holm: float | None, alpha: float, p_holm_less: float | None = None) -> str:
+    """The verdict line of an across-seed test, from its Holm-adjusted p (the console and report.html say the same);
+    with `p_holm_less` (the other tail, H1: candidate < baseline, Holm'd in its own family) a worse candidate says
+    so."""
     if p_holm is None or math.isnan(p_holm):
         return "undefined (too few seeds or zero variance)"
-    return f"better at α={alpha}" if p_holm < alpha else f"not shown at α={alpha}"
+    if p_holm < alpha:
+        return f"better at α={alpha}"
+    if p_holm_less is not None and not math.isnan(p_holm_less) and p_holm_less < alpha:
+        return f"worse at α={alpha} (H1: Δ < 0)"
+    return f"not shown at α={alpha}"
 
 
 def header_lines(summary: dict[str, Any]) -> list[str]:

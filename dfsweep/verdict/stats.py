@@ -120,7 +120,7 @@ def mean_band(values, *, confidence: float = 0.95) -> MeanBand:
 
 @dataclass(frozen=True)
 class PairedT:
-    """One-tailed paired t-test of H1: mean(candidate - baseline) > 0."""
+    """One-tailed paired t-test of H1: mean(candidate - baseline) > 0 (alternative "greater") or < 0 ("less")."""
 
     mean_diff: float
     t: float
@@ -130,19 +130,28 @@ class PairedT:
     alternative: str = "greater"
 
 
-def paired_t_greater(candidate, baseline) -> PairedT:
-    """Paired t-test across seeds (scipy.stats.ttest_rel, alternative='greater'); df = n_pairs - 1."""
+def paired_t(candidate, baseline, *, alternative: str = "greater") -> PairedT:
+    """One-tailed paired t-test across seeds (scipy.stats.ttest_rel) of H1: mean(candidate - baseline) > 0
+    (alternative "greater") or < 0 ("less"); df = n_pairs - 1. t and p are nan below 2 pairs or with zero variance."""
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
     a, b = np.asarray(candidate, np.float64), np.asarray(baseline, np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired samples must have the same length, got {len(a)} and {len(b)}")
     n = len(a)
     diff = a - b
     if n < 2:
-        return PairedT(float(diff.mean()) if n else float("nan"), float("nan"), max(n - 1, 0), float("nan"), n)
+        return PairedT(float(diff.mean()) if n else float("nan"), float("nan"), max(n - 1, 0), float("nan"), n,
+                       alternative)
     if np.ptp(diff) <= 1e-12:  # zero variance (up to rounding): t is undefined, say so plainly
-        return PairedT(float(diff[0]), float("nan"), n - 1, float("nan"), n)
-    res = sps.ttest_rel(a, b, alternative="greater")
-    return PairedT(float(diff.mean()), float(res.statistic), n - 1, float(res.pvalue), n)
+        return PairedT(float(diff[0]), float("nan"), n - 1, float("nan"), n, alternative)
+    res = sps.ttest_rel(a, b, alternative=alternative)
+    return PairedT(float(diff.mean()), float(res.statistic), n - 1, float(res.pvalue), n, alternative)
+
+
+def paired_t_greater(candidate, baseline) -> PairedT:
+    """Paired t-test across seeds (scipy.stats.ttest_rel, alternative='greater'); df = n_pairs - 1."""
+    return paired_t(candidate, baseline, alternative="greater")
 
 
 @dataclass(frozen=True)
@@ -554,3 +563,94 @@ def holm(p_values) -> list[float]:
         adj = np.minimum(np.maximum.accumulate(p[order] * (m - np.arange(m))), 1.0)
         out[order] = adj
     return [float(v) for v in out]
+
+
+# --- probability of improvement: how often the candidate beats the baseline, beside the mean difference ---------------
+
+
+@dataclass(frozen=True)
+class SeedWins:
+    """Seed-level probability of improvement: the share of matched seeds (the same seed for both arms) whose candidate
+    AUC is above the baseline's, ties counting half. With n seeds it can only be a multiple of 1/(2n)."""
+
+    share: float  # (wins + ties / 2) / n_seeds; nan without a seed
+    wins: int
+    ties: int
+    losses: int
+    n_seeds: int  # the seeds compared (both AUCs defined)
+    n_left_out: int  # seeds left out because an AUC is nan (a class absent)
+
+
+def seed_win_share(candidate, baseline) -> SeedWins:
+    """`candidate[i]` and `baseline[i]` are the two arms' AUCs on seed i. A pair with a nan AUC is left out and
+    counted in n_left_out."""
+    a, b = np.asarray(candidate, np.float64), np.asarray(baseline, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired samples must be 1-D of the same length, got {a.shape} and {b.shape}")
+    ok = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[ok], b[ok]
+    wins, ties = int((a > b).sum()), int((a == b).sum())
+    n = len(a)
+    share = (wins + ties / 2) / n if n else float("nan")
+    return SeedWins(float(share), wins, ties, n - wins - ties, n, int((~ok).sum()))
+
+
+def _placements2(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Twice the DeLong placement of every sample, in exact integers kept as floats: a fake's 2 #(reals below it) +
+    #(reals tied with it), a real's 2 #(fakes above it) + #(fakes tied with it)."""
+    pos = y == 1
+    m, n = int(pos.sum()), int((~pos).sum())
+    ranks = sps.rankdata(s)  # midranks: halves, so twice them are integers
+    out = np.empty(len(y))
+    out[pos] = 2 * ranks[pos] - 2 * sps.rankdata(s[pos])  # 2 (reals below) + (reals tied)
+    out[~pos] = 2 * m - (2 * ranks[~pos] - 2 * sps.rankdata(s[~pos]))  # 2 (fakes above) + (fakes tied)
+    return np.rint(out)
+
+
+def placements(y, s) -> np.ndarray:
+    """DeLong's placement value of every sample, in input order: for a fake, the share of reals scored below it; for
+    a real, the share of fakes scored above it; a tie counts half. A sample's placement is the share of the other
+    class it is ranked correctly against; the AUC is the mean placement over the fakes and, equally, over the reals.
+    nan for every sample when a class is absent."""
+    y, s = _check_binary(y, s)
+    pos = y == 1
+    m, n = int(pos.sum()), int((~pos).sum())
+    if m == 0 or n == 0:
+        return np.full(len(y), np.nan)
+    twice = _placements2(y, s)
+    return np.where(pos, twice / (2 * n), twice / (2 * m))
+
+
+@dataclass(frozen=True)
+class SampleWins:
+    """Per-sample paired probability of improvement within one seed: the share of the paired test samples whose
+    placement (placements) is higher under the candidate than under the baseline, ties counting half, taken per
+    class and averaged with equal weight: share = (share_fake + share_real) / 2."""
+
+    share: float
+    share_fake: float
+    share_real: float
+    n_fake: int
+    n_real: int
+    method: str = ("per sample, its DeLong placement under each model (the share of the other class it is ranked "
+                   "correctly against, ties half); the share of samples placed higher by the candidate (ties half), "
+                   "fakes and reals weighted equally")
+
+
+def sample_win_share(y, s_candidate, s_baseline) -> SampleWins:
+    """How often a test sample is ranked better by the candidate than by the baseline, on the same samples.
+
+    Each class is a full view of the AUC (ΔAUC is the mean placement gain over the fakes and, equally, over the
+    reals), so the two classes' shares are averaged with equal weight, as the AUC weighs them, rather than pooled
+    (which would let the larger class decide). Invariant to any increasing transformation of either model's scores;
+    1/2 when both rank alike; swapping the models gives 1 - share. Descriptive: the placements of one seed share
+    the other class, so they are not independent and no p-value is drawn from them. nan fields when a class is
+    absent."""
+    y, sc, sb, pos, neg, m, n = _paired_input(y, s_candidate, s_baseline)
+    if m == 0 or n == 0:
+        nan = float("nan")
+        return SampleWins(nan, nan, nan, m, n)
+    c, b = _placements2(y, sc), _placements2(y, sb)  # exact: a tie in placement is a tie, not a rounding accident
+    won = (c > b) + 0.5 * (c == b)
+    fake, real = float(won[pos].mean()), float(won[neg].mean())
+    return SampleWins((fake + real) / 2, fake, real, m, n)

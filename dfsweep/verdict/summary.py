@@ -28,7 +28,7 @@ import yaml
 
 from dfsweep import __version__, perturbations, schema
 from dfsweep.config import ReportConfig, config_from_dict
-from dfsweep.verdict import stats
+from dfsweep.verdict import answer, stats
 from dfsweep.verdict.labels import (COUNT_HEADER, GRAIN_MEANING, GRAIN_ORDER, GRAIN_UNIT, auc_label, cell_order,
                                     format_interval, format_number, grains_present)
 from dfsweep.verdict.scores import collect_scores, encoded, row_keys, value_ranks
@@ -346,6 +346,7 @@ def per_seed_tests(data: GroupedScores, trials: list[dict], cfg: ReportConfig) -
             pb = stats.paired_bootstrap_auc_diff(p.y, p.s_candidate, p.s_baseline, n_resamples=cfg.bootstrap_samples,
                                                  confidence=cfg.ci_level,
                                                  seed=bootstrap_seed(cfg, *_grain_key(grain, "paired", ct, bt, domain)))
+            sw = stats.sample_win_share(p.y, p.s_candidate, p.s_baseline)
             out.append(dict(domain=domain, seed=seed, candidate=arm, baseline=base, candidate_trial=ct, baseline_trial=bt,
                             auc_level=grain, metric=auc_label(grain), n_paired=len(p.y), n_real=dl.n_neg, n_fake=dl.n_pos,
                             n_only_candidate=p.n_only_candidate, n_only_baseline=p.n_only_baseline,
@@ -353,20 +354,29 @@ def per_seed_tests(data: GroupedScores, trials: list[dict], cfg: ReportConfig) -
                             auc_baseline=dl.auc_baseline, diff=dl.diff, delong_z=dl.z, delong_se=dl.se,
                             delong_p=dl.p_value, delong_alternative=dl.alternative, diff_ci_low=pb.low,
                             diff_ci_high=pb.high, diff_ci_level=pb.confidence, prob_positive=pb.prob_positive,
-                            prob_positive_is="bootstrap probability (share of paired resamples with ΔAUC > 0), not a p-value"))
+                            prob_positive_is="bootstrap probability (share of paired resamples with ΔAUC > 0), not a p-value",
+                            sample_win_share=sw.share, sample_win_share_fake=sw.share_fake,
+                            sample_win_share_real=sw.share_real))
     return out, pairs
 
 
-def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: ReportConfig) -> list[dict]:
+def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: ReportConfig,
+                      seed_tests: list[dict]) -> list[dict]:
     """Each candidate arm against each baseline arm, paired by seed, per grain and domain: one-tailed paired t-test
     (H1: candidate > baseline), its Holm adjustment over the candidate arms of the domain at that grain (a family
     never mixes grains), Wilcoxon (enough seeds only) and the hierarchical bootstrap CI of the mean ΔAUC (seeds, then
-    samples)."""
+    samples); the other tail (H1: candidate < baseline), Holm'd in its own family, for a "worse" verdict; the
+    probabilities of improvement (seed-level, and per-sample: the mean of seed_tests' per-seed shares); and the
+    verdict (answer.decide) and rank by mean Δ."""
+    sample_share = {(s["auc_level"], s["domain"], s["candidate"], s["baseline"], s["seed"]): s["sample_win_share"]
+                    for s in seed_tests}
     out = []
     for grain, domain, arm, base, b, c in _comparisons(trials):
         seeds = sorted(set(b) & set(c))
         cand, basel = [c[s]["auc"] for s in seeds], [b[s]["auc"] for s in seeds]
         res = stats.paired_t_greater(cand, basel)
+        less = stats.paired_t(cand, basel, alternative="less")
+        sw = stats.seed_win_share(cand, basel)
         w = stats.wilcoxon_greater(cand, basel)
         joined = [pairs[grain, domain, arm, base, s] for s in seeds]
         hb = stats.hierarchical_bootstrap_mean_diff([(p.y, p.s_candidate, p.s_baseline) for p in joined],
@@ -381,12 +391,25 @@ def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: Report
                         wilcoxon_statistic=w.statistic, wilcoxon_p=w.p_value, wilcoxon_reason=w.reason,
                         wilcoxon_n_pairs=w.n_pairs, wilcoxon_n_zero=w.n_zero,
                         hier_mean_diff=hb.mean_diff, hier_ci_low=hb.low, hier_ci_high=hb.high,
-                        hier_ci_level=hb.confidence))
+                        hier_ci_level=hb.confidence, p_value_less=less.p_value,
+                        auc_mean_candidate=float(np.mean(cand)) if seeds else float("nan"),
+                        auc_mean_baseline=float(np.mean(basel)) if seeds else float("nan"),
+                        seed_win_share=sw.share, seed_wins=sw.wins, seed_ties=sw.ties, seed_losses=sw.losses,
+                        seed_win_share_note=answer.seed_share_note(sw.n_seeds),
+                        sample_win_share=float(np.mean([sample_share[grain, domain, arm, base, s] for s in seeds]))
+                        if seeds else float("nan")))
     for family_key in {(t["auc_level"], t["domain"]) for t in out}:
         family = [t for t in out if (t["auc_level"], t["domain"]) == family_key]
         for t, p in zip(family, stats.holm([t["p_value"] for t in family])):
             t["p_holm"] = p
             t["holm_family"] = len(family)
+        for t, p in zip(family, stats.holm([t["p_value_less"] for t in family])):  # the other tail: its own family
+            t["p_holm_less"] = p
+            t["verdict"] = answer.decide(t["p_holm"], p, cfg.alpha)
+    for key in {(t["auc_level"], t["domain"], t["baseline"]) for t in out}:
+        ranked = [t for t in out if (t["auc_level"], t["domain"], t["baseline"]) == key]
+        for t, r in zip(ranked, answer.ranks([t["mean_diff"] for t in ranked])):
+            t["rank"] = r
     return out
 
 
@@ -410,6 +433,22 @@ def robustness(metrics: list[dict], cfg: ReportConfig) -> list[dict]:
     return out
 
 
+def _calibration_off(t: dict) -> bool:
+    """"Ranking fine, calibration off": a good AUC, yet accuracy near chance at the threshold, one class called."""
+    share = t["predicted_fake_share"]
+    return (t["auc"] >= CALIBRATION_MIN_AUC and t["accuracy"] <= CALIBRATION_MAX_ACCURACY
+            and max(share, 1 - share) >= DOMINANT_SHARE)
+
+
+def _calibration_counts(trials: list[dict]) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """{(grain, domain, arm): (trials whose calibration is off, trials)}."""
+    out: dict[tuple[str, str, str], tuple[int, int]] = {}
+    for t in trials:
+        off, n = out.get((t["auc_level"], t["domain"], t["arm"]), (0, 0))
+        out[t["auc_level"], t["domain"], t["arm"]] = (off + _calibration_off(t), n + 1)
+    return out
+
+
 def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], seed_tests: list[dict],
                  cfg: ReportConfig) -> list[str]:
     """Validity warnings; each one about an AUC names its grain (image-grain warnings read as before grains existed)."""
@@ -422,8 +461,7 @@ def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], 
                          f"({auc_label(t['auc_level'])} {t['auc']:.3f})")
     for t in trials:
         share = t["predicted_fake_share"]
-        dominant = max(share, 1 - share) >= DOMINANT_SHARE
-        if t["auc"] >= CALIBRATION_MIN_AUC and t["accuracy"] <= CALIBRATION_MAX_ACCURACY and dominant:
+        if _calibration_off(t):
             called, frac = ("fake", share) if share >= 0.5 else ("real", 1 - share)
             at_val = (f"no source-val threshold ({t['val_threshold_reason']})" if t["val_threshold_reason"] else
                       f"at the source-val threshold {t['val_threshold']:.3f} accuracy is {t['accuracy_at_val_threshold']:.3f}")
@@ -475,9 +513,10 @@ def warnings_for(trials: list[dict], aggregates: list[dict], tests: list[dict], 
     return warns
 
 
-def _shortcut_warnings(aggregates: list[dict]) -> list[str]:
+def _shortcuts(aggregates: list[dict]) -> list[dict]:
     """The data carry a shortcut when a diagnostic arm is strong in-domain or beats a baseline on the target (per
-    grain)."""
+    grain). Each finding: its auc_level, the domains whose comparisons it bears on (a source cue: every domain, since
+    every arm learned from the source; a target cue: the target), its warning and a short text for the verdict box."""
     out = []
     for grain in sorted({a["auc_level"] for a in aggregates}, key=GRAIN_ORDER.get):
         label = auc_label(grain)
@@ -487,17 +526,29 @@ def _shortcut_warnings(aggregates: list[dict]) -> list[str]:
         for arm in sorted({a["arm"] for a in at if a["role"] == DIAGNOSTIC}):
             diag = {a["domain"]: a for a in at if a["arm"] == arm}
             if "source" in diag and diag["source"]["auc_mean"] >= DIAGNOSTIC_IN_DOMAIN_AUC:
-                out.append(f"shortcut: the diagnostic arm {arm} (a shortcut check, not a detector) reaches {label} "
-                           f"{diag['source']['auc_mean']:.3f} on the source test: the fakes carry a cue a detector can "
-                           "learn instead of the manipulation")
+                out.append(dict(
+                    auc_level=grain, domains=sorted({a["domain"] for a in at}),
+                    text=f"shortcut: the diagnostic arm {arm} (a shortcut check, not a detector) reaches {label} "
+                         f"{diag['source']['auc_mean']:.3f} on the source test: the fakes carry a cue a detector can "
+                         "learn instead of the manipulation",
+                    short=f"shortcut cue: the diagnostic {arm} reaches {diag['source']['auc_mean']:.3f} on the source "
+                          "test"))
             for base, by_domain in bases.items():
                 if ("target" in diag and "target" in by_domain
                         and diag["target"]["auc_mean"] > by_domain["target"]["auc_mean"]
                         and diag["target"]["auc_mean"] >= DIAGNOSTIC_TARGET_MIN_AUC):
-                    out.append(f"shortcut: the diagnostic arm {arm} beats the baseline {base} on the target ({label} "
-                               f"{diag['target']['auc_mean']:.3f} vs {by_domain['target']['auc_mean']:.3f}): the "
-                               "target's fakes differ by something simpler than the manipulation")
+                    out.append(dict(
+                        auc_level=grain, domains=["target"],
+                        text=f"shortcut: the diagnostic arm {arm} beats the baseline {base} on the target ({label} "
+                             f"{diag['target']['auc_mean']:.3f} vs {by_domain['target']['auc_mean']:.3f}): the "
+                             "target's fakes differ by something simpler than the manipulation",
+                        short=f"shortcut cue: the diagnostic {arm} beats {base} on the target "
+                              f"({diag['target']['auc_mean']:.3f} vs {by_domain['target']['auc_mean']:.3f})"))
     return out
+
+
+def _shortcut_warnings(aggregates: list[dict]) -> list[str]:
+    return [s["text"] for s in _shortcuts(aggregates)]
 
 
 def _manifest_counts(run: schema.RunDir) -> dict[str, Any]:
@@ -548,11 +599,15 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
         seed_tests, pairs = per_seed_tests(data, trials, cfg)
     with timed(timings, "across_seed"):
         aggs = aggregate(trials)
-        tests = across_seed_tests(trials, pairs, cfg)
+        tests = across_seed_tests(trials, pairs, cfg, seed_tests)
     with timed(timings, "robustness"):
         robust = robustness(metrics, cfg)
     ci = f"{cfg.ci_level:.0%}"
     grains = grains_present({m["auc_level"] for m in metrics} or {k[-1] for k in data.groups})
+    with timed(timings, "verdict"):
+        verdict = answer.verdict_block(tests, grain=grains[0], alpha=cfg.alpha, ci=ci,
+                                       bootstrap_samples=cfg.bootstrap_samples, threshold=cfg.threshold,
+                                       calibration=_calibration_counts(trials), shortcuts=_shortcuts(aggs))
     return dict(
         dfsweep_version=__version__,
         run_dir=str(run.root),
@@ -580,6 +635,9 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
                           f"and reals) {ci} CI of the mean ΔAUC, B={cfg.bootstrap_samples}"),
             robustness=(f"test rows with a perturbation; mean across seeds with a {ci} band, "
                         f"mean ± t_(1+level)/2,n-1 · sd / sqrt(n); accuracy at threshold {cfg.threshold}"),
+            verdict=(answer.rule_text("AUC", cfg.alpha) + " (p_value_less, p_holm_less: that other tail); rank: by "
+                     "mean Δ per domain and baseline, largest first, ties sharing a rank"),
+            probability_of_improvement=answer.PROBABILITY_OF_IMPROVEMENT,
         ),
         config=run_cfg,
         counts=_manifest_counts(run),
@@ -590,4 +648,5 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
         robustness=robust,
         metrics=metrics,
         warnings=_mixed_warnings(data) + warnings_for(trials, aggs, tests, seed_tests, cfg),
+        verdict=verdict,
     )
