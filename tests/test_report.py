@@ -1197,3 +1197,41 @@ def test_decide_and_ranks_by_hand():
     assert answer.ranks([0.1, 0.3, 0.3, float("nan"), -0.2]) == [3, 1, 1, None, 4]  # ties share a rank
     assert answer.ranks([]) == [] and answer.ranks([0.0]) == [1]
     assert answer.seed_share_note(5) is None and "multiple of 1/4" in answer.seed_share_note(4)
+
+
+def test_arms_say_what_each_one_is_and_which_split_chose_its_epochs(tmp_path):
+    """An arm's id comes from the scores' `arm` column (its augmentation in files from before arms); what the grid
+    point is comes from the sweep's plan, and the report states the split each arm selected its epochs on."""
+    from dfsweep.verdict.scores import write_plan
+
+    r = schema.RunDir(tmp_path)
+    _write_scores(r, {("v1", "source"): 2.0, ("v2", "source"): 2.2, ("v1", "target"): 0.2, ("v2", "target"): 0.8},
+                  arms=(("v1", "none"), ("v2", "none")))
+    plan = []
+    for seed in SEEDS:
+        f = r.score_file(f"v2-none-s{seed}")
+        t = pq.read_table(f)
+        tid = f"v2-none-u0-a50-tval-s{seed}"
+        t = t.set_column(0, "trial_id", pa.array([tid] * t.num_rows)).append_column(
+            "arm", pa.array(["none-u0-a50-tval"] * t.num_rows))
+        pq.write_table(t, r.score_file(tid))
+        f.unlink()
+        plan += [dict(trial_id=f"v1-none-s{seed}", variant="v1", arm="none", augmentation="none", unfreeze_layers=0,
+                      adapt_share=0.0, selection="source_val", seed=seed),
+                 dict(trial_id=tid, variant="v2", arm="none-u0-a50-tval", augmentation="none", unfreeze_layers=0,
+                      adapt_share=0.5, selection="target_val", finetune_epochs=8, finetune_lr=0.001, seed=seed)]
+    write_plan(r.scores, plan, dfsweep_version="test")
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    arms = {a["arm"]: a for a in summary["arms"]}
+    assert list(arms) == ["v1/none", "v2/none-u0-a50-tval"]  # baseline first
+    cand = arms["v2/none-u0-a50-tval"]
+    assert (cand["role"], cand["unfreeze_layers"], cand["adapt_share"], cand["selection"], cand["seeds"]) == \
+        ("candidate", 0, 0.5, "target_val", sorted(SEEDS))
+    assert "held-out part of the target's adapt pool" in cand["selection_meaning"]
+    assert {t["candidate"] for t in summary["tests"]} == {"v2/none-u0-a50-tval"}
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    render(summary, console)
+    text = " ".join(console.export_text().split())
+    assert "Arms: what each one is" in text and "8 @ 0.001" in text and "source val (the paper's protocol)" in text

@@ -31,7 +31,7 @@ from dfsweep.config import ReportConfig, config_from_dict
 from dfsweep.verdict import answer, stats
 from dfsweep.verdict.labels import (COUNT_HEADER, GRAIN_MEANING, GRAIN_ORDER, GRAIN_UNIT, auc_label, cell_order,
                                     format_interval, format_number, grains_present)
-from dfsweep.verdict.scores import collect_scores, encoded, row_keys, value_ranks
+from dfsweep.verdict.scores import collect_scores, encoded, read_plan_trials, row_keys, value_ranks
 
 BASELINE, CANDIDATE, DIAGNOSTIC = schema.ROLES
 # A diagnostic arm (a shortcut check, not a detector) that is this good in-domain says the data carry a shortcut.
@@ -551,6 +551,35 @@ def _shortcut_warnings(aggregates: list[dict]) -> list[str]:
     return [s["text"] for s in _shortcuts(aggregates)]
 
 
+# How an arm chose its epochs (config.SELECTIONS), as the report states it.
+SELECTION_MEANING = {
+    "source_val": "source val (the paper's protocol)",
+    "target_val": "target val: a held-out part of the target's adapt pool, disjoint from target test (never test)",
+}
+ARM_SETTINGS = ("augmentation", "unfreeze_layers", "adapt_share", "finetune_epochs", "finetune_lr", "selection")
+
+
+def arms(data: GroupedScores, plan: list[dict] | None) -> list[dict]:
+    """One row per arm of the report: its role, its trials and the grid point it is (the sweep's plan,
+    scores/_PLAN.json: unfrozen layers, adapt share, fine-tuning epochs and rate, selection; runs from before arms
+    have only the augmentation), baseline first, then candidates and diagnostics, each by name."""
+    planned = {t["trial_id"]: t for t in plan or []}
+    out: dict[str, dict] = {}
+    for trial in sorted(data.trials):
+        meta = data.trials[trial]
+        row = out.setdefault(meta["arm"], dict(arm=meta["arm"], variant=meta["variant"], role=meta["role"],
+                                               augmentation=meta["augmentation"], seeds=[], trials=[]))
+        row["seeds"].append(meta["seed"])
+        row["trials"].append(trial)
+        row.update({k: planned[trial][k] for k in ARM_SETTINGS if k in planned.get(trial, {})})
+    for row in out.values():
+        row["seeds"].sort()
+        if "selection" in row:
+            row["selection_meaning"] = SELECTION_MEANING.get(row["selection"], row["selection"])
+    return sorted(out.values(), key=lambda r: (schema.ROLES.index(r["role"]) if r["role"] in schema.ROLES else 9,
+                                               r["arm"]))
+
+
 def _manifest_counts(run: schema.RunDir) -> dict[str, Any]:
     if not run.manifest.exists():
         return {}
@@ -641,6 +670,7 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
         ),
         config=run_cfg,
         counts=_manifest_counts(run),
+        arms=arms(data, read_plan_trials(run.scores)),
         trials=trials,
         aggregate=aggs,
         tests=tests,

@@ -251,10 +251,29 @@ def robustness_tables(summary: dict[str, Any]) -> list[TextTable]:
     return out
 
 
+def arms_table(summary: dict[str, Any]) -> list[TextTable]:
+    """What each arm is: its role and grid point (augmentation, unfrozen layers, adapt share, fine-tuning, the split
+    its epochs were chosen on), from the sweep's plan; empty cells where the run's plan does not say (older runs)."""
+    rows = []
+    for a in summary.get("arms") or []:
+        tunes = a["role"] == "candidate"
+        fine = (f"{a['finetune_epochs']} @ {a['finetune_lr']:g}" if tunes and "finetune_epochs" in a else
+                MISSING if tunes else "")
+        rows.append((a["arm"], a["role"], a["augmentation"], a.get("selection_meaning", MISSING),
+                     str(a.get("unfreeze_layers", MISSING)),
+                     format_number(a["adapt_share"], 2) if "adapt_share" in a else MISSING, fine, str(len(a["seeds"]))))
+    if not rows:
+        return []
+    return [TextTable("Arms: what each one is", ("arm", "role", "augmentation", "epochs chosen on", "unfrozen layers",
+                                                 "adapt share", "fine-tune epochs @ lr", "seeds"), tuple(rows), 4,
+                      "unfrozen layers: the last backbone layers fine-tuned (0: the head only); adapt share: the share "
+                      "of each fine-tuning batch drawn from the target's adapt split; test data never choose an epoch")]
+
+
 def report_tables(summary: dict[str, Any]) -> list[TextTable]:
     """Every table of the report after the verdict box (verdict_box), in the order the console and report.html show
     them."""
-    return [*ranking_tables(summary), *per_trial_tables(summary), *val_threshold_tables(summary),
+    return [*ranking_tables(summary), *arms_table(summary), *per_trial_tables(summary), *val_threshold_tables(summary),
             *aggregate_tables(summary), *per_seed_tables(summary), *t_test_tables(summary), *more_views_tables(summary),
             *robustness_tables(summary)]
 
