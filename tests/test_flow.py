@@ -252,3 +252,44 @@ def test_a_cut_score_file_reruns_its_trial_and_a_dropped_variant_leaves_the_repo
     again, original = pq.read_table(cue).sort_by(keys), pq.read_table(run.score_file("cue-none-s5")).sort_by(keys)
     assert again.column("sample_id").equals(original.column("sample_id"))
     np.testing.assert_allclose(again.column("score").to_numpy(), original.column("score").to_numpy(), atol=1e-6)
+
+
+def test_an_ablation_grid_runs_on_ray_and_the_report_ranks_its_arms(flow, tmp_path):
+    """Through the CLI on Ray, in a copy of the run: the sweep's config lists three V2 arms, the paper's (already
+    run) and two head-only arms on the cached features, one selecting on target val. The dry run prices them, the run
+    adds only the two new trials, and the report ranks the three arms against V1 and says which split chose each
+    one's epochs (issue 15 items 3 and 4)."""
+    import shutil
+
+    run, _, _ = flow
+    copy = schema.RunDir(tmp_path / "run")
+    for name in ("crops", "scores", "features"):
+        shutil.copytree(run.root / name, copy.root / name)
+    for name in ("manifest.parquet", "config.yaml"):
+        shutil.copy(run.root / name, copy.root / name)
+    cfg = yaml.safe_load(run.config.read_text())
+    cfg["sweep"].update(variants=["v1", "v2"], arms=[
+        {"augmentation": "paper"},
+        {"augmentation": "none", "unfreeze_layers": 0, "adapt_share": 0.5, "selection": "target_val",
+         "finetune_epochs": 2, "finetune_lr": 0.001},
+        {"augmentation": "none", "unfreeze_layers": 0, "adapt_share": 0.0, "finetune_epochs": 2, "finetune_lr": 0.001}])
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(cfg))
+    new = ["v2-none-u0-a50-tval-e2-lr0.001-s5", "v2-none-u0-a0-e2-lr0.001-s5"]
+
+    args = ["run", str(copy.root), "-c", str(tmp_path / "grid.yaml")]
+    dry = CliRunner().invoke(app, [*args, "--dry-run"], env={"COLUMNS": "200"})
+    assert dry.exit_code == 0, dry.output + repr(dry.exception)
+    assert f"2 of 4 trials to run: {', '.join(new)}" in " ".join(dry.output.split()) and "CPU-minutes" in dry.output
+
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert all(copy.score_file(t).exists() for t in new)
+    summary = json.loads(copy.summary.read_text())
+    ranked = sorted((t for t in summary["tests"] if t["domain"] == "target" and t["auc_level"] == "image"),
+                    key=lambda t: t["rank"])
+    assert [t["rank"] for t in ranked] == [1, 2, 3] and len({t["candidate"] for t in ranked}) == 3
+    assert [t["mean_diff"] for t in ranked] == sorted((t["mean_diff"] for t in ranked), reverse=True)
+    arms = {a["arm"]: a for a in summary["arms"]}
+    assert arms["v2/none-u0-a50-tval-e2-lr0.001"]["selection"] == "target_val"
+    assert arms["v2/paper"]["selection"] == "source_val" and arms["v2/paper"]["unfreeze_layers"] == 40
+    assert "Ranking of the candidate arms" in result.output and "Arms: what each one is" in result.output
