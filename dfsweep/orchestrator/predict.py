@@ -379,7 +379,10 @@ class Predictions:
         def num(v, fmt=".3f"):
             return "" if v is None else format(v, fmt)
 
-        table = Table(title=f"predictions (verdict at threshold {self.threshold})")
+        table = Table(title=f"predictions (verdict at threshold {self.threshold})",
+                      caption="* the face the model's face_policy keeps (the one scored without --all-faces; a "
+                              "video's verdict averages these)"
+                      if self.all_faces else None)
         for col in ("file", "frame", "face", "p(face)", *(["box"] if self.all_faces else []), "score", "verdict",
                     "reason"):
             table.add_column(col)
@@ -392,6 +395,7 @@ class Predictions:
                 continue
             box = "" if r["box_x1"] is None else ",".join(f"{r[f'box_{k}']:.0f}" for k in ("x1", "y1", "x2", "y2"))
             face = "" if r["face_index"] is None else f"{r['face_index']} of {r['n_faces']}"
+            face += " *" if self.all_faces and r["primary_face"] else ""
             table.add_row(name, num(r["frame_index"], "d"), face, num(r["face_prob"]),
                           *([box] if self.all_faces else []), num(r["score"]), r["verdict"], r["reason"])
         return table
