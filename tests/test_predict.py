@@ -309,15 +309,18 @@ def test_all_faces_leaves_a_videos_verdict_as_it_was(clip_csv):
 
 @pytest.mark.tf
 def test_exit_status_3_when_some_inputs_are_not_scored_and_each_says_why(tiny_run, inputs, tmp_path):
-    code, out, rows, _ = _cli(tiny_run.root, inputs / "two.png", inputs / "noise.png", inputs / "notes.txt",
-                              cwd=tmp_path)
+    import shutil
+
+    odd = tmp_path / "noise[b].png"  # square brackets in a name are no rich markup: shown as they are
+    shutil.copy(inputs / "noise.png", odd)
+    code, out, rows, _ = _cli(tiny_run.root, inputs / "two.png", odd, inputs / "notes.txt", cwd=tmp_path)
     assert code == 3, out
-    assert "2 input(s) not scored (exit status 3)" in out
+    assert "2 input(s) not scored (exit status 3)" in out and "noise[b].png" in out
     by_file = {Path(r["file"]).name: r for r in rows}
     assert by_file["two.png"]["status"] == "ok" and by_file["two.png"]["verdict"] in ("real", "fake")
-    assert by_file["noise.png"]["status"] == "no_face" and "MTCNN found no face" in by_file["noise.png"]["reason"]
+    assert by_file[odd.name]["status"] == "no_face" and "MTCNN found no face" in by_file[odd.name]["reason"]
     assert by_file["notes.txt"]["status"] == "unsupported" and ".txt" in by_file["notes.txt"]["reason"]
-    assert by_file["noise.png"]["score"] == by_file["noise.png"]["verdict"] == ""
+    assert by_file[odd.name]["score"] == by_file[odd.name]["verdict"] == ""
 
 
 @pytest.mark.tf

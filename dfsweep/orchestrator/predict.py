@@ -49,6 +49,7 @@ PREDICT_COLUMNS = (
 )
 GRAIN_IMAGE, GRAIN_FRAME, GRAIN_VIDEO = "image", "frame", "video"
 STATUS_NOT_SCORED = "not_scored"  # a video none of whose sampled frames had a face that could be scored
+PROGRESS_EVERY_S = 30  # at most one progress line this often (a log that CI keeps stays short)
 # Exit statuses of `dfsweep predict`, for scripts.
 EXIT_ALL_SCORED, EXIT_USAGE, EXIT_SOME_NOT_SCORED = 0, 2, 3
 ZIP_MAGIC = b"PK\x03\x04"  # a .keras file is a zip archive (config.json, model.weights.h5, metadata.json)
@@ -271,7 +272,11 @@ def _score(chosen: ChosenModel, model, files: list[Path], *, threshold: float, a
         return _face_rows(faces, scores, escape_path(str(path)), grain, frame if frame >= 0 else None, threshold)
 
     rows = []
-    for path in files:
+    last_said = time.monotonic()
+    for done, path in enumerate(files):
+        if time.monotonic() - last_said >= PROGRESS_EVERY_S:  # a long folder says how far it is
+            log(f"{done} of {len(files)} files scored")
+            last_said = time.monotonic()
         is_video = path.suffix.lower() in VIDEO_SUFFIXES
         refused = _refused(path)
         if refused:
@@ -374,6 +379,7 @@ class Predictions:
     def table(self):
         """The rows as a rich table for the console: a video's verdict row in bold after its frames; the face boxes
         only with --all-faces (the CSV always has them)."""
+        from rich.markup import escape
         from rich.table import Table
 
         def num(v, fmt=".3f"):
@@ -387,17 +393,16 @@ class Predictions:
                     "reason"):
             table.add_column(col)
         for r in self.rows:
-            name = Path(r["file"]).name
+            name, why = escape(Path(r["file"]).name), escape(r["reason"] or "")  # `photo[1].png` is no markup
             if r["grain"] == GRAIN_VIDEO:
                 table.add_row(name, "video", f"{r['frames_scored']}/{r['frames_sampled']} frames", "",
-                              *([""] if self.all_faces else []), num(r["score"]), r["verdict"], r["reason"],
-                              style="bold")
+                              *([""] if self.all_faces else []), num(r["score"]), r["verdict"], why, style="bold")
                 continue
             box = "" if r["box_x1"] is None else ",".join(f"{r[f'box_{k}']:.0f}" for k in ("x1", "y1", "x2", "y2"))
             face = "" if r["face_index"] is None else f"{r['face_index']} of {r['n_faces']}"
             face += " *" if self.all_faces and r["primary_face"] else ""
             table.add_row(name, num(r["frame_index"], "d"), face, num(r["face_prob"]),
-                          *([box] if self.all_faces else []), num(r["score"]), r["verdict"], r["reason"])
+                          *([box] if self.all_faces else []), num(r["score"]), r["verdict"], why)
         return table
 
     def summary(self) -> str:
