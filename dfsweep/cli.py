@@ -190,29 +190,37 @@ def predict(model_or_run: str = typer.Argument(..., help="A .keras model, or a r
                                                "best source-val AUC is used; test scores never choose); a local path "
                                                "or a storage URI."),
             paths: list[Path] = typer.Argument(..., help="Images, videos or folders to score."),
-            threshold: float = typer.Option(0.5, help="Score at or above which a face is called fake."),
-            out: Path = typer.Option(Path("predictions.csv"), help="CSV file for the table.")) -> None:
-    """Score new images, folders or videos: MTCNN face crop, then the model; a table on screen and a CSV."""
-    from rich.table import Table
+            threshold: float = typer.Option(0.5, help="Score at or above which a face (or a video) is called fake."),
+            all_faces: bool = typer.Option(False, "--all-faces",
+                                           help="Score every face MTCNN finds in an image or frame, each row naming "
+                                                "its face (index left to right, box, probability). By default one "
+                                                "face each: the one the model's training crops kept (its model card's "
+                                                "face_policy)."),
+            out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+                                              help="CSV file (or folder, or storage URI) for the table. Default: "
+                                                   "RUN_DIR/predictions/<time>-<trial>.csv of the model's run, or "
+                                                   "predictions/ beside a model file given alone.")) -> None:
+    """Score new images, folders or videos: MTCNN face crop, then the model; a table on screen and a CSV.
 
-    from dfsweep.orchestrator.predict import ModelError, write_csv
-    from dfsweep.orchestrator.predict import predict as run_predict
+    A video gets a row per sampled frame, then its verdict row (grain "video"): the mean of its frames' scores, the
+    report's video level. The CSV's columns, in order (README, "Score new files", says what each holds): file, grain,
+    frame_index, face_index, status, score, verdict, reason, face_found, face_prob, n_faces, primary_face, box_x1,
+    box_y1, box_x2, box_y2, frames_scored, frames_sampled.
+
+    Exit status: 0 every input was scored; 3 some inputs could not be scored (no face, unreadable, unsupported, ...:
+    listed in the table and the CSV with their reason); 2 a usage or input error (a model or run that cannot be used,
+    a path that does not exist, a CSV that cannot be written).
+    """
+    from dfsweep.orchestrator.predict import InputError, ModelError, predict_to_csv
 
     try:
-        chosen, rows = run_predict(model_or_run, paths, threshold=threshold)
-    except (FileNotFoundError, ModelError, schema.SchemaError, StorageError) as exc:
+        res = predict_to_csv(model_or_run, paths, out=out, threshold=threshold, all_faces=all_faces,
+                             log=console.print)
+    except (FileNotFoundError, InputError, ModelError, schema.SchemaError, StorageError) as exc:
         _fail(str(exc))
-    console.print(f"model: {chosen.path} ({chosen.why})")
-    table = Table(title=f"predictions (verdict at threshold {threshold})")
-    for col in ("file", "frame", "face", "score", "verdict", "reason"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(Path(r["file"]).name, "" if r["frame_index"] < 0 else str(r["frame_index"]),
-                      f"{r['face_prob']:.3f}" if r["face_found"] else "no", "" if r["score"] is None else f"{r['score']:.3f}",
-                      r["verdict"], r["reason"])
-    console.print(table)
-    write_csv(rows, out)
-    console.print(f"{len(rows)} rows -> {out}")
+    console.print(res.table())
+    console.print(res.summary(), soft_wrap=True)
+    raise typer.Exit(res.exit_code)
 
 
 @app.command("report")

@@ -190,6 +190,7 @@ class RunDir:
         self.features = self.root / "features"  # frozen-backbone embedding cache shared by V1 trials
         self.summary = self.root / "summary.json"
         self.metrics_csv = self.root / "metrics.csv"
+        self.predictions = self.root / "predictions"  # `dfsweep predict`'s CSVs, one per call
 
     def score_file(self, trial_id: str):
         return self.scores / f"{trial_id}.parquet"

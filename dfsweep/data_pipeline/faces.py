@@ -210,24 +210,32 @@ def load_mtcnn(min_face_px: int = 40, device: str = "cpu"):
     return MTCNN(keep_all=True, min_face_size=min_face_px, device=device, post_process=False)
 
 
-def detect_face(mtcnn, bgr: np.ndarray, min_face_prob: float, policy: str = "most_confident") -> Face | None:
-    """The most confident (or largest) face above `min_face_prob`, in the original image's coordinates, or None."""
+def detect_faces(mtcnn, bgr: np.ndarray, min_face_prob: float) -> list[Face]:
+    """Every face at or above `min_face_prob`, in MTCNN's order, in the original image's coordinates."""
     h, w = bgr.shape[:2]
     scale = min(1.0, MAX_DETECT_SIDE_PX / max(h, w))
     img = bgr if scale == 1.0 else cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     rgb = np.ascontiguousarray(img[:, :, ::-1])
     boxes, probs, points = mtcnn.detect(rgb, landmarks=True)
     if boxes is None:
-        return None
+        return []
     keep = [i for i, p in enumerate(probs) if p is not None and p >= min_face_prob]
-    if not keep:
-        return None
+    return [Face(box=np.asarray(boxes[i], np.float32) / scale, prob=float(probs[i]),
+                 landmarks=np.asarray(points[i], np.float32) / scale, n_faces=len(keep)) for i in keep]
+
+
+def pick_face(faces: list[Face], policy: str = "most_confident") -> int:
+    """Index of the face `policy` keeps (the first of equals, in the list's order)."""
     if policy == "largest":
-        best = max(keep, key=lambda i: (boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1]))
-    else:
-        best = max(keep, key=lambda i: probs[i])
-    return Face(box=np.asarray(boxes[best], np.float32) / scale, prob=float(probs[best]),
-                landmarks=np.asarray(points[best], np.float32) / scale, n_faces=len(keep))
+        areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
+        return max(range(len(faces)), key=lambda i: areas[i])
+    return max(range(len(faces)), key=lambda i: faces[i].prob)
+
+
+def detect_face(mtcnn, bgr: np.ndarray, min_face_prob: float, policy: str = "most_confident") -> Face | None:
+    """The most confident (or largest) face above `min_face_prob`, in the original image's coordinates, or None."""
+    faces = detect_faces(mtcnn, bgr, min_face_prob)
+    return faces[pick_face(faces, policy)] if faces else None
 
 
 def square_crop(bgr: np.ndarray, box: np.ndarray, margin: float, size_px: int) -> np.ndarray:
@@ -269,8 +277,39 @@ class FaceCropper:
         `path` is the file's own name (a surrogate-escaped str where it is not UTF-8), not the manifest's escaped
         form: `__call__` turns the one into the other. `frame_index` >= 0 reads that frame of a video instead.
         """
-        blank = dict(image=b"", height=0, width=0, box=[0.0] * 4, face_prob=0.0, landmarks=[0.0] * 10, n_faces=0,
-                     phash=b"")
+        loaded = self._load(path, frame_index)
+        if isinstance(loaded, dict):
+            return loaded
+        bgr, factor = loaded
+        face = detect_face(self.mtcnn, bgr, self.min_face_prob, self.face_policy)
+        if face is None:
+            return self._no_face()
+        return self._crop(bgr, factor, face)
+
+    def crop_faces(self, path: str, frame_index: int = -1) -> list[dict]:
+        """Every face of the image (or video frame): crop_one's fields for each, plus `face_index` (0, 1, ... left to
+        right) and `primary` (True for the face crop_one keeps, by face_policy). An image that cannot be read or holds
+        no face gives one row with crop_one's status and reason (face_index -1)."""
+        loaded = self._load(path, frame_index)
+        if isinstance(loaded, dict):
+            return [dict(loaded, face_index=-1, primary=False)]
+        bgr, factor = loaded
+        faces = detect_faces(self.mtcnn, bgr, self.min_face_prob)
+        if not faces:
+            return [dict(self._no_face(), face_index=-1, primary=False)]
+        primary = pick_face(faces, self.face_policy)
+        order = sorted(range(len(faces)), key=lambda i: (float(faces[i].box[0]), float(faces[i].box[1])))
+        # A face too small to crop still says which face it is (prepare's reject rows leave these fields blank).
+        return [dict(self._crop(bgr, factor, faces[i]), box=[float(v) * factor for v in faces[i].box],
+                     face_prob=faces[i].prob, n_faces=len(faces), face_index=k, primary=i == primary)
+                for k, i in enumerate(order)]
+
+    def _blank(self) -> dict:
+        return dict(image=b"", height=0, width=0, box=[0.0] * 4, face_prob=0.0, landmarks=[0.0] * 10, n_faces=0,
+                    phash=b"")
+
+    def _load(self, path: str, frame_index: int) -> tuple[np.ndarray, int] | dict:
+        """(BGR pixels, reduction factor) of an image or video frame big enough to hold a face, or a failure row."""
         try:
             if frame_index >= 0:
                 bgr, factor = read_video_frame(path, frame_index), 1
@@ -279,20 +318,25 @@ class FaceCropper:
                     data = fh.read()
                 bgr, factor = decode_image(data)
         except OSError as exc:
-            return {**blank, "status": schema.STATUS_UNREADABLE, "reason": f"cannot read file: {exc.strerror or exc}"}
+            return {**self._blank(), "status": schema.STATUS_UNREADABLE,
+                    "reason": f"cannot read file: {exc.strerror or exc}"}
         except BadImage as exc:
-            return {**blank, "status": exc.status, "reason": str(exc)}
+            return {**self._blank(), "status": exc.status, "reason": str(exc)}
         h, w = bgr.shape[0] * factor, bgr.shape[1] * factor
         if min(h, w) < self.min_face_px:
-            return {**blank, "status": schema.STATUS_TOO_SMALL,
+            return {**self._blank(), "status": schema.STATUS_TOO_SMALL,
                     "reason": f"image {w}x{h} px is smaller than the minimum face size of {self.min_face_px} px"}
-        face = detect_face(self.mtcnn, bgr, self.min_face_prob, self.face_policy)
-        if face is None:
-            return {**blank, "status": schema.STATUS_NO_FACE,
-                    "reason": f"MTCNN found no face with probability >= {self.min_face_prob}"}
+        return bgr, factor
+
+    def _no_face(self) -> dict:
+        return {**self._blank(), "status": schema.STATUS_NO_FACE,
+                "reason": f"MTCNN found no face with probability >= {self.min_face_prob}"}
+
+    def _crop(self, bgr: np.ndarray, factor: int, face: Face) -> dict:
+        """The crop row of one detected face, or a too_small row when its box is under the minimum face size."""
         fw, fh_ = (face.box[2] - face.box[0]) * factor, (face.box[3] - face.box[1]) * factor
         if min(fw, fh_) < self.min_face_px:
-            return {**blank, "status": schema.STATUS_TOO_SMALL,
+            return {**self._blank(), "status": schema.STATUS_TOO_SMALL,
                     "reason": f"face box {fw:.0f}x{fh_:.0f} px is under the minimum of {self.min_face_px} px"}
         crop = square_crop(bgr, face.box, self.margin, self.crop_size_px)
         return dict(image=encode_png(crop), height=crop.shape[0], width=crop.shape[1],
