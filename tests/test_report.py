@@ -1043,13 +1043,15 @@ def test_verdict_block_follows_its_stated_rule(run):
     v = summary["verdict"]
     assert v["auc_level"] == summary["auc_level"] == "image" and v["alpha"] == 0.05 and v["empty"] is None
     assert "Holm" in v["rule"] and "p < α = 0.05" in v["rule"] and "worse" in v["rule"] and "up to 2α" in v["rule"]
+    assert "CI of the mean Δ (seeds, then test samples) lies above 0" in v["rule"]
     assert [(x["domain"], x["candidate"], x["baseline"]) for x in v["rows"]] == [
         ("source", "v2/paper", "v1/none"), ("target", "v2/paper", "v1/none")]
     for x in v["rows"]:
         ref = _by_hand(truth, "v2-paper", "v1-none", x["domain"])
         # one candidate: a Holm family of one, the adjusted p is the p
         assert x["p_holm_better"] == pytest.approx(ref["p_greater"]) and x["p_holm_worse"] == pytest.approx(ref["p_less"])
-        expected = "better" if ref["p_greater"] < 0.05 else "worse" if ref["p_less"] < 0.05 else "not shown"
+        expected = ("better" if ref["p_greater"] < 0.05 and x["ci_low"] > 0 else
+                    "worse" if ref["p_less"] < 0.05 and x["ci_high"] < 0 else "not shown")
         assert x["verdict"] == expected
         assert x["mean_diff"] == pytest.approx(ref["diff"]) and x["rank"] == 1 and x["holm_family"] == 1
         assert (x["n_seeds"], x["seeds"]) == (3, list(SEEDS))
@@ -1181,7 +1183,8 @@ def test_ranking_covers_every_level_and_the_box_the_primary_one(video_run):
     for t in summary["tests"]:
         others = [u for u in summary["tests"] if (u["auc_level"], u["domain"]) == (t["auc_level"], t["domain"])]
         assert t["rank"] == 1 + sum(u["mean_diff"] > t["mean_diff"] for u in others)
-        assert t["verdict"] == answer.decide(t["p_holm"], t["p_holm_less"], 0.05)
+        assert t["verdict"] == answer.decide(t["p_holm"], t["p_holm_less"], 0.05, ci_low=t["hier_ci_low"],
+                                             ci_high=t["hier_ci_high"])
     from dfsweep.verdict.tables import ranking_tables
 
     tables = ranking_tables(summary)
@@ -1191,9 +1194,14 @@ def test_ranking_covers_every_level_and_the_box_the_primary_one(video_run):
 
 
 def test_decide_and_ranks_by_hand():
-    assert answer.decide(0.01, 0.99, 0.05) == "better" and answer.decide(0.99, 0.01, 0.05) == "worse"
-    assert answer.decide(0.2, 0.8, 0.05) == "not shown" and answer.decide(0.05, 0.95, 0.05) == "not shown"
-    assert answer.decide(float("nan"), float("nan"), 0.05) == "undefined"
+    up, down, across = dict(ci_low=0.01, ci_high=0.05), dict(ci_low=-0.05, ci_high=-0.01), dict(ci_low=-0.01, ci_high=0.03)
+    assert answer.decide(0.01, 0.99, 0.05, **up) == "better" and answer.decide(0.99, 0.01, 0.05, **down) == "worse"
+    assert answer.decide(0.2, 0.8, 0.05, **up) == "not shown" and answer.decide(0.05, 0.95, 0.05, **up) == "not shown"
+    # consistent across seeds, but the CI over seeds and test samples holds 0: the test set's noise could make it
+    assert answer.decide(0.001, 0.999, 0.05, **across) == "not shown"
+    assert answer.decide(0.999, 0.001, 0.05, **across) == "not shown"
+    assert answer.decide(0.01, 0.99, 0.05, ci_low=float("nan"), ci_high=float("nan")) == "not shown"
+    assert answer.decide(float("nan"), float("nan"), 0.05, **up) == "undefined"
     assert answer.ranks([0.1, 0.3, 0.3, float("nan"), -0.2]) == [3, 1, 1, None, 4]  # ties share a rank
     assert answer.ranks([]) == [] and answer.ranks([0.0]) == [1]
     assert answer.seed_share_note(5) is None and "multiple of 1/4" in answer.seed_share_note(4)

@@ -31,14 +31,23 @@ WARNING_ORDER = ("a row's warnings are kept in this order and the box shows the 
                  "share (fewer than 5 seeds); every warning is also in the validity warnings")
 
 
-def decide(p_holm: float | None, p_holm_less: float | None, alpha: float) -> str:
-    """better when the Holm-adjusted p of H1 candidate > baseline is below alpha, worse when that of H1 candidate <
-    baseline (its own Holm family) is, not shown otherwise; undefined when the test could not be run."""
+def decide(p_holm: float | None, p_holm_less: float | None, alpha: float, *, ci_low: float | None,
+           ci_high: float | None) -> str:
+    """better when the Holm-adjusted p of H1 candidate > baseline is below alpha AND the hierarchical bootstrap CI of
+    the mean Δ lies above 0; worse when the same holds the other way (H1 candidate < baseline, its own Holm family,
+    and the CI below 0); not shown otherwise; undefined when the test could not be run.
+
+    Two conditions because each covers one source of chance: the t-test across seeds covers the training's
+    randomness on this test set (with features held fixed across seeds its variance can be tiny, so it alone would
+    call a Δ of a few thousandths a finding), the hierarchical bootstrap (seeds, then test samples) the test set's
+    sampling too."""
     if p_holm is None or math.isnan(p_holm):
         return UNDEFINED
-    if p_holm < alpha:
+    low = float("nan") if ci_low is None else ci_low
+    high = float("nan") if ci_high is None else ci_high
+    if p_holm < alpha and low > 0:
         return BETTER
-    if p_holm_less is not None and not math.isnan(p_holm_less) and p_holm_less < alpha:
+    if p_holm_less is not None and not math.isnan(p_holm_less) and p_holm_less < alpha and high < 0:
         return WORSE
     return NOT_SHOWN
 
@@ -59,28 +68,31 @@ def seed_share_note(n_seeds: int) -> str | None:
             f"to mean much (fewer than {MIN_SEEDS_FOR_SEED_SHARE})")
 
 
-def rule_text(auc: str, alpha: float) -> str:
+def rule_text(auc: str, alpha: float, ci: str = "95%") -> str:
     """The verdict's rule, for AUCs named `auc` ("image-level AUC")."""
     return (f"better: the one-tailed paired t-test across seeds of H1 candidate {auc} > baseline {auc}, Holm-adjusted "
-            f"over the candidate arms of the domain, has p < α = {alpha}; worse: the same test of H1 candidate < "
-            f"baseline, Holm-adjusted in its own family, has p < α; otherwise not shown (undefined when the test "
-            f"cannot be run: fewer than 2 seeds or no variance of Δ across them). Each direction keeps its "
-            f"family-wise error at α, so a candidate no different from the baseline is called better or worse with "
-            f"probability up to 2α")
+            f"over the candidate arms of the domain, has p < α = {alpha}, and the {ci} hierarchical bootstrap CI of "
+            f"the mean Δ (seeds, then test samples) lies above 0; worse: the same test of H1 candidate < baseline, "
+            f"Holm-adjusted in its own family, has p < α and that CI lies below 0; otherwise not shown (undefined when "
+            f"the test cannot be run: fewer than 2 seeds or no variance of Δ across them). The t-test covers the "
+            f"training's randomness across seeds on this test set, the CI the test set's sampling as well: a Δ "
+            f"consistent across seeds but within the test samples' noise is not shown. Each direction keeps its "
+            f"family-wise error at most α, so a candidate no different from the baseline is called better or worse "
+            f"with probability up to 2α")
 
 
 def box_caption(grain: str, alpha: float, ci: str) -> str:
     """The verdict box's caption: the rule and what each column holds, in a few lines (the block's `rule`, `delta`,
     `probability_of_improvement` and `warning_order` say it in full)."""
     return (f"better: the one-tailed paired t-test across seeds (H1: candidate {auc_label(grain)} > baseline), "
-            f"Holm-adjusted over the domain's candidate arms, has p < α = {alpha}; worse: the same with H1: candidate "
-            "< baseline, Holm'd in its own family; otherwise not shown. Δ: mean over matched seeds, with its "
-            f"{ci} hierarchical bootstrap CI (seeds, then samples). p: of the direction claimed (not shown: of the "
-            "direction of Δ). P(better): the share of matched seeds whose candidate AUC is higher · the mean over "
-            "seeds of the share of paired samples the candidate ranks better (DeLong placements, fakes and reals "
-            "weighted equally); ties ½. Warnings, most important first: too few seeds, shortcut cue, different "
-            f"samples, calibration off, coarse seed share (< {MIN_SEEDS_FOR_SEED_SHARE} seeds); all are in the "
-            "validity warnings")
+            f"Holm-adjusted over the domain's candidate arms, has p < α = {alpha} and the CI of Δ lies above 0; worse: "
+            "the same with H1: candidate < baseline (Holm'd in its own family) and the CI below 0; otherwise not "
+            f"shown. Δ: mean over matched seeds, with its {ci} hierarchical bootstrap CI (seeds, then samples). p: of "
+            "the direction claimed (not shown: of the direction of Δ). P(better): the share of matched seeds whose "
+            "candidate AUC is higher · the mean over seeds of the share of paired samples the candidate ranks better "
+            "(DeLong placements, fakes and reals weighted equally); ties ½. Warnings, most important first: too few "
+            "seeds, shortcut cue, different samples, calibration off, coarse seed share "
+            f"(< {MIN_SEEDS_FOR_SEED_SHARE} seeds); all are in the validity warnings")
 
 
 def delta_text(grain: str, ci: str, bootstrap_samples: int) -> str:
@@ -153,7 +165,7 @@ def verdict_block(tests: list[dict[str, Any]], *, grain: str, alpha: float, ci: 
             warnings=_row_warnings(t, calibration, shortcuts, threshold)))
     empty = None if rows else ("no candidate arm was compared with a baseline arm at this level: the run needs an arm "
                                "of role baseline and one of role candidate, scored on the same domain")
-    return dict(auc_level=grain, metric=auc_label(grain), alpha=alpha, rule=rule_text(auc_label(grain), alpha),
+    return dict(auc_level=grain, metric=auc_label(grain), alpha=alpha, rule=rule_text(auc_label(grain), alpha, ci),
                 caption=box_caption(grain, alpha, ci),
                 delta=delta_text(grain, ci, bootstrap_samples), probability_of_improvement=PROBABILITY_OF_IMPROVEMENT,
                 shown_p=("the p shown is the Holm-adjusted p of the direction the verdict claims; for not shown, of "

@@ -405,7 +405,7 @@ def across_seed_tests(trials: list[dict], pairs: dict[tuple, _Pair], cfg: Report
             t["holm_family"] = len(family)
         for t, p in zip(family, stats.holm([t["p_value_less"] for t in family])):  # the other tail: its own family
             t["p_holm_less"] = p
-            t["verdict"] = answer.decide(t["p_holm"], p, cfg.alpha)
+            t["verdict"] = answer.decide(t["p_holm"], p, cfg.alpha, ci_low=t["hier_ci_low"], ci_high=t["hier_ci_high"])
     for key in {(t["auc_level"], t["domain"], t["baseline"]) for t in out}:
         ranked = [t for t in out if (t["auc_level"], t["domain"], t["baseline"]) == key]
         for t, r in zip(ranked, answer.ranks([t["mean_diff"] for t in ranked])):
@@ -664,7 +664,7 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
                           f"and reals) {ci} CI of the mean ΔAUC, B={cfg.bootstrap_samples}"),
             robustness=(f"test rows with a perturbation; mean across seeds with a {ci} band, "
                         f"mean ± t_(1+level)/2,n-1 · sd / sqrt(n); accuracy at threshold {cfg.threshold}"),
-            verdict=(answer.rule_text("AUC", cfg.alpha) + " (p_value_less, p_holm_less: that other tail); rank: by "
+            verdict=(answer.rule_text("AUC", cfg.alpha, ci) + " (p_value_less, p_holm_less: that other tail); rank: by "
                      "mean Δ per domain and baseline, largest first, ties sharing a rank"),
             probability_of_improvement=answer.PROBABILITY_OF_IMPROVEMENT,
         ),
