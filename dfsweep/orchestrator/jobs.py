@@ -159,7 +159,10 @@ def run_as_job(url: str, command: str, run: schema.RunDir, flags: Sequence[str],
         status, code = follow(job, write)
     except KeyboardInterrupt:
         if local:
-            stop(job)
+            try:
+                stop(job)
+            except Exception:  # noqa: BLE001 - the local Ray is going down with this command; the job goes with it
+                pass
             raise
         raise Detached(f"stopped following; Ray job {job.id} goes on in the cluster. Follow it: "
                        f"{job_cli(job, 'logs --follow', token)}; stop it: {job_cli(job, 'stop', token)}; or the "
