@@ -12,6 +12,7 @@ from rich.console import Console
 
 from dfsweep import schema
 from dfsweep.config import Config, ConfigError
+from dfsweep.orchestrator.jobs import job_name
 from dfsweep.orchestrator.run import RunError, attach, check_inputs, needs_datasets, resolve_config, saved_config_error
 from dfsweep.storage import StorageError
 
@@ -56,11 +57,37 @@ def _resolve_config(run: schema.RunDir, config: Optional[Path], source: Optional
 
 
 def _attach(address: Optional[str], run: schema.RunDir, shared_storage: bool, gpus_asked: bool,
-            lazy: bool = False) -> None:
+            lazy: bool = False, job_name: Optional[str] = None):
     try:
-        attach(address, run, shared_storage=shared_storage, gpus_asked=gpus_asked, lazy=lazy, log=console.print)
+        return attach(address, run, shared_storage=shared_storage, gpus_asked=gpus_asked, lazy=lazy,
+                      job_name=job_name, log=console.print)
     except RunError as exc:
         _fail(str(exc))
+
+
+def _submit(command: str, run: schema.RunDir, flags: list[str], address: Optional[str], shared_storage: bool,
+            gpus_asked: bool, resume: str) -> None:
+    """--submit: start or join Ray, run `dfsweep COMMAND RUN_DIR FLAGS` as a Ray Job, follow it, exit with its status."""
+    from dfsweep.orchestrator.jobs import Detached, JobError, run_as_job, submission_id
+
+    sid = submission_id(run, command)
+    access = _attach(address, run, shared_storage, gpus_asked, job_name=job_name(command, run, follows=True))
+    if access is None:
+        _fail("--submit needs the Ray dashboard, which takes the job, and this Ray has none (start the cluster's head "
+              "with its dashboard)")
+    local = not (address or os.environ.get("RAY_ADDRESS"))
+    try:
+        code = run_as_job(access.url, command, run, flags, local=local, token=access.token, log=console.print,
+                          write=lambda text: console.out(text, end="", highlight=False), sid=sid)
+    except JobError as exc:
+        _fail(str(exc))
+    except Detached as exc:
+        console.print(f"[yellow]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(130)
+    except KeyboardInterrupt:
+        _stopped(resume)
+    if code:
+        raise typer.Exit(code)
 
 
 def _print_accounting(acc) -> None:
@@ -85,6 +112,12 @@ WorkersOpt = typer.Option(None, help="MTCNN actors for face cropping (prepare.fa
 GpusOpt = typer.Option(None, help="GPUs per MTCNN actor, e.g. 0.25 (prepare.gpus_per_face_worker); 0 = CPU.")
 AddressOpt = typer.Option(None, help="Ray cluster to attach to ('auto' on a cluster's head node; default: RAY_ADDRESS, "
                           "else a local Ray).")
+SubmitOpt = typer.Option(False, "--submit",
+                         help="Run the driver as a Ray Job: the dashboard's Jobs page lists it (`dfsweep COMMAND "
+                              "RUN_DIR`) with its live log, and on a cluster it goes on when this command or its ssh "
+                              "session ends. This command follows the job's log and exits with its status. The job "
+                              "reads the config saved in RUN_DIR, so RUN_DIR must be where the cluster's head node "
+                              "finds it too (this machine, a shared mount, or a storage URI).")
 SharedOpt = typer.Option(False, "--shared-storage",
                          help="RUN_DIR is a local path mounted at the same place on every node (NFS and the like); "
                               "without it a local RUN_DIR is refused on a cluster of several machines unless its mount "
@@ -113,7 +146,7 @@ def demo_data(out: Path = typer.Argument(..., help="Folder to write OUT/{source,
 def prepare(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
             target: Optional[Path] = TargetOpt, layout: Optional[str] = LayoutOpt, workers: Optional[int] = WorkersOpt,
             gpus_per_worker: Optional[float] = GpusOpt, address: Optional[str] = AddressOpt,
-            shared_storage: bool = SharedOpt,
+            shared_storage: bool = SharedOpt, submit: bool = SubmitOpt,
             force: bool = typer.Option(False, help="Redo face cropping even if the run's crops are complete.")) -> None:
     """Scan both datasets into manifest.parquet and crop faces with MTCNN on Ray Data into crops/*.parquet."""
     from dfsweep.orchestrator.run import prepare as run_prepare
@@ -124,7 +157,13 @@ def prepare(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source
         check_inputs(cfg, run, weights=False)
     except RunError as exc:
         _fail(str(exc))
-    _attach(address, run, shared_storage, gpus_asked=cfg.prepare.gpus_per_face_worker > 0, lazy=True)
+    if submit:
+        flags = ["--force"] * force + ["--shared-storage"] * shared_storage
+        _submit("prepare", run, flags, address, shared_storage, cfg.prepare.gpus_per_face_worker > 0,
+                resume=f"dfsweep prepare {run_dir}")
+        return
+    _attach(address, run, shared_storage, gpus_asked=cfg.prepare.gpus_per_face_worker > 0, lazy=True,
+            job_name=job_name("prepare", run))
     try:
         acc = run_prepare(cfg, run, force=force, log=console.print)
     except RunError as exc:
@@ -141,7 +180,7 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
         gpus_per_trial: Optional[float] = typer.Option(
             None, help="GPUs per Tune trial, e.g. 1 or 0.5 (sweep.gpus_per_trial); an autoscaling cluster launches "
                        "GPU nodes only for work that asks for GPUs."),
-        address: Optional[str] = AddressOpt, shared_storage: bool = SharedOpt,
+        address: Optional[str] = AddressOpt, shared_storage: bool = SharedOpt, submit: bool = SubmitOpt,
         resume: bool = typer.Option(False, "--resume",
                                     help="Continue an interrupted run with its saved config: finished crops and "
                                          "trials are kept, unfinished trials continue from their last checkpoint, and "
@@ -174,8 +213,12 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
 
         show_plan(cfg, run_, console)
         return
-    _attach(address, run_, shared_storage,
-            gpus_asked=cfg.prepare.gpus_per_face_worker > 0 or cfg.sweep.gpus_per_trial > 0)
+    gpus_asked = cfg.prepare.gpus_per_face_worker > 0 or cfg.sweep.gpus_per_trial > 0
+    if submit:
+        flags = ["--resume"] * resume + ["--shared-storage"] * shared_storage
+        _submit("run", run_, flags, address, shared_storage, gpus_asked, resume=f"dfsweep run --resume {run_dir}")
+        return
+    _attach(address, run_, shared_storage, gpus_asked=gpus_asked, job_name=job_name("run", run_))
     try:
         run_all(cfg, run_, resume=resume, log=console.print, console=console, on_prepared=_print_accounting)
     except RunError as exc:

@@ -10,9 +10,11 @@ this run's):
   1. starts a throwaway sshd on 127.0.0.1:22: host key, authorized key, sshd_config and the login's HOME all live in
      WORKDIR; /etc/ssh and ~/.ssh are neither read nor written (Debian's sshd insists on /run/sshd: made if missing);
   2. writes WORKDIR/cluster.yaml from configs/cluster-local.yaml (placeholders filled in, nothing else changed);
-  3. `ray up -y --no-config-cache`, then `ray exec` of `dfsweep demo-data` and of
-     `dfsweep run RUN --address auto --config tiny.yaml --source ... --target ...`;
-  4. checks that every planned trial wrote its scores and that summary.json exists;
+  3. `ray get-auth-token --generate` (the cluster's token, in the client's ~/.ray/auth_token, never printed), `ray up
+     -y --no-config-cache` (which copies the token to the head and starts Ray in token mode), then `ray exec` of
+     `dfsweep demo-data` and of `dfsweep run RUN --address auto --submit --config tiny.yaml --source ... --target ...`;
+  4. checks that every planned trial wrote its scores and that summary.json exists, and, through `ray dashboard`'s
+     ssh port forward, that the dashboard asks for the token and, given it, lists the submitted run;
   5. `ray down -y`, checks that no Ray process is left, stops sshd.
 Each command's output goes to WORKDIR/logs/<step>.log; WORKDIR/result.json records what happened. Exit status 0
 only when every step passed. The namespace ends with this script, taking any leftover process with it.
@@ -40,7 +42,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "configs" / "cluster-local.yaml"
 # What the head's `ray exec` commands export: ssh forwards no environment (see the yaml's comments).
-RAY_ENV = "export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0;"
+# RAY_AUTH_MODE=token comes from the ~/.bashrc line the yaml's setup_commands write, as it would for a user.
+RAY_ENV = "export RAY_USAGE_STATS_ENABLED=0;"
+DASHBOARD_PORT = 8266  # `ray dashboard`'s local end: the head's own 8265 is in use on this one machine
 # Small and fast on 2 CPUs: 71 px, few epochs, no degraded test sets, one seed, V1 and V2.
 TINY = {
     "prepare": {"crop_size_px": 80, "min_face_px": 40, "face_workers": 2},
@@ -138,6 +142,56 @@ def gcs_env(*names: str) -> dict[str, str | None]:
                 continue
             return {n: env.get(n) for n in names}
     return {}
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def check_dashboard(ray: str, cluster: Path, name: str, env: dict, token: str, reaper: "OrphanReaper",
+                    log: Path) -> dict:
+    """Reach the head's dashboard as the README says, through `ray dashboard` (an ssh port forward, here to
+    DASHBOARD_PORT): what it asks of a browser, /api/jobs/ without and with the token, and the jobs it lists."""
+    base = f"http://127.0.0.1:{DASHBOARD_PORT}"
+    found: dict = {"mode": None}
+    with open(log, "w") as fh:
+        proc = reaper.spawn([ray, "dashboard", "--port", str(DASHBOARD_PORT), "-n", name, "--no-config-cache",
+                             str(cluster)], stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while found["mode"] is None:  # the forward is up once the dashboard answers through it
+            try:
+                status, body = _get(f"{base}/api/authentication_mode")
+                found["mode"] = json.loads(body).get("authentication_mode") if status == 200 else None
+            except (OSError, ValueError):
+                pass
+            if found["mode"] is None:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    found["error"] = f"no answer through the port forward (see {log})"
+                    return found
+                time.sleep(0.5)
+        found["jobs_without_token"] = _get(f"{base}/api/jobs/")[0]
+        status, body = _get(f"{base}/api/jobs/", token)
+        found["jobs_with_token"] = status
+        if status == 200:
+            found["jobs"] = [{"type": j.get("type"), "status": j.get("status"), "entrypoint": j.get("entrypoint"),
+                              "job_name": (j.get("metadata") or {}).get("job_name")} for j in json.loads(body)]
+        return found
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def fill_template(text: str, user: str, key: Path, venv: Path) -> str:
@@ -273,7 +327,7 @@ def main() -> int:
     for d in ("client-home", "client-tmp"):
         (work / d).mkdir(exist_ok=True)
     # TERM=dumb travels with ssh's pty request: the head's rich output (spinners, colours) stays plain in the logs.
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
            "HOME": str(work / "client-home"), "TMPDIR": str(work / "client-tmp"), "TERM": "dumb"}
     env.pop("RAY_ADDRESS", None)
     # A cluster name of its own: the launcher keeps its ssh ControlMaster socket in /tmp/ray_ssh_<user>/<cluster>
@@ -305,7 +359,13 @@ def main() -> int:
 
         ssh = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
                "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", f"{user}@127.0.0.1"]
-        ok = (step("ssh-check", ssh + ["echo ssh ok: $(whoami) HOME=$HOME"], 60)
+        # The token, made on the client as Ray's docs say (its stdout, the token, is not logged).
+        client_token = work / "client-home" / ".ray" / "auth_token"
+        made = reaper.spawn([ray, "get-auth-token", "--generate"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env).wait()
+        step.steps.append({"step": "token", "rc": made, "seconds": 0, "log": ""})
+        ok = (made == 0 and client_token.is_file()
+              and step("ssh-check", ssh + ["echo ssh ok: $(whoami) HOME=$HOME"], 60)
               and step("ray-up", [ray, "up", "-y", "--no-config-cache", "-n", name, "--log-color", "false",
                                   str(cluster)], 600)
               and step("ray-exec-demo", [ray, "exec", "--no-config-cache", "-n", name, "--log-color", "false",
@@ -315,6 +375,7 @@ def main() -> int:
                                          f" --photos-per-person {args.photos}"], 600)
               and step("ray-exec-run", [ray, "exec", "--no-config-cache", "-n", name, "--log-color", "false",
                                         str(cluster), f"{RAY_ENV} dfsweep run {shlex.quote(str(run_dir))} --address auto "
+                                        "--submit "
                                         f"--config {shlex.quote(str(tiny))} --source {shlex.quote(str(demo / 'source'))}"
                                         f" --target {shlex.quote(str(demo / 'target'))}"], 1800))
         scores = sorted(p.stem for p in (run_dir / "scores").glob("*.parquet"))
@@ -325,7 +386,12 @@ def main() -> int:
               f"{'present' if result['summary_json'] else 'MISSING'}", flush=True)
         result["ray_processes_before_down"] = len(ray_processes())
         result["gcs_server_env"] = gcs_env("RAY_AUTH_MODE", "RAY_TMPDIR", "PYTHONPATH")
-        result["auth_token_written"] = (home / ".ray" / "auth_token").exists()
+        head_token = home / ".ray" / "auth_token"
+        result["head_token_is_the_clients"] = head_token.is_file() and (
+            head_token.read_text().strip() == client_token.read_text().strip())
+        result["dashboard"] = check_dashboard(ray, cluster, name, env, client_token.read_text().strip(), reaper,
+                                              work / "logs" / "ray-dashboard.log")
+        print(f"== dashboard through `ray dashboard`: {json.dumps(result['dashboard'])}", flush=True)
     except Exception as exc:  # noqa: BLE001 - reported, then the cluster is still taken down
         print(f"error: {exc!r}", file=sys.stderr)
         result["error"] = repr(exc)

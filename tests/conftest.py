@@ -101,7 +101,9 @@ def ray_two_nodes():
 
 
 def trial_worker_pids() -> list[int]:
-    """PIDs of the processes that run Tune function trials (their command line is `ray::ImplicitFunc...`)."""
+    """PIDs of the processes that run Tune trials (their command line is `ray::DfsweepTrial...`, TRIAL_ACTOR)."""
+    from dfsweep.trainables.train import TRIAL_ACTOR
+
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -109,7 +111,7 @@ def trial_worker_pids() -> list[int]:
                 cmd = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if cmd.startswith("ray::ImplicitFunc"):
+            if cmd.startswith(f"ray::{TRIAL_ACTOR}"):
                 pids.append(int(entry))
     return pids
 
@@ -134,19 +136,28 @@ def trial_epoch_rows(run, trial: str, sweep: str = "sweep-*") -> list[dict]:
 class EventFifo:
     """A FIFO that a child process writes its dfsweep events to (`env` sets DFSWEEP_EVENTS for it); `wait(match)`
     blocks until an event matches, reading them as the child emits them: a kill lands at a point the code reached,
-    never after a guessed time. Pass the child to `watch` so that its exit ends a wait."""
+    never after a guessed time. Pass the child to `watch` so that its exit ends a wait.
 
-    def __init__(self, path: Path) -> None:
+    open_now=False leaves the FIFO unread until `open()`: the child's first event then holds it (opening a FIFO to
+    write blocks until a reader opens it), so a test can look at the run while it stands at that point."""
+
+    def __init__(self, path: Path, open_now: bool = True) -> None:
         import queue
-        import threading
 
         from dfsweep import events
 
         os.mkfifo(path)
+        self.path = path
         self.env = {events.ENV: str(path)}
         self.seen: list[dict] = []
         self._queue: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, args=(path,), daemon=True).start()
+        if open_now:
+            self.open()
+
+    def open(self) -> None:
+        import threading
+
+        threading.Thread(target=self._read, args=(self.path,), daemon=True).start()
 
     def _read(self, path: Path) -> None:
         import json

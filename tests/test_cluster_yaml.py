@@ -19,6 +19,10 @@ def test_cluster_yaml_is_valid_for_ray():
     _validate(cfg)
     assert cfg["docker"]["image"].startswith("rayproject/ray:2.60.0-py311-gpu")
     assert "--dashboard-host=127.0.0.1" in " ".join(cfg["head_start_ray_commands"])
+    # Token auth as Ray documents it for `ray up`: the local token on every node, every node in token mode.
+    assert cfg["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+    for cmd in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]:
+        assert cmd.startswith("export RAY_AUTH_MODE=token;"), cmd
     gpu = cfg["available_node_types"]["gpu_worker"]
     assert gpu["node_config"]["InstanceType"].startswith("g") and gpu["min_workers"] == 0
 
@@ -43,8 +47,9 @@ def test_local_cluster_template_is_valid_for_ray_once_filled_in():
     _validate(cfg)
     assert cfg["provider"] == {"type": "local", "head_ip": "127.0.0.1", "worker_ips": []}
     start = " ".join(cfg["head_start_ray_commands"])
-    assert "/opt/venv/bin/ray start --head" in start and "--include-dashboard=false" in start
-    # ssh forwards no environment: every command Ray runs over ssh exports what Ray needs itself.
+    assert "/opt/venv/bin/ray start --head" in start and "--dashboard-host=127.0.0.1" in start
+    # ssh forwards no environment: every command Ray runs over ssh exports what Ray needs itself, token mode first.
     for cmd in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]:
-        assert cmd.startswith("export RAY_AUTH_MODE=disabled "), cmd
+        assert cmd.startswith("export RAY_AUTH_MODE=token "), cmd
+    assert cfg["file_mounts"] == {"~/.ray/auth_token": "~/.ray/auth_token"}
     assert not any("pip" in c for c in cfg["setup_commands"])  # the venv exists: nothing is installed

@@ -1,5 +1,7 @@
 """Ray's cluster launcher end to end on this machine: `ray up` / `ray exec` / `ray down` with configs/cluster-local.yaml
-over ssh to 127.0.0.1 run `dfsweep run --address auto` on a tiny demo (scripts/ray_up_local.py does the work).
+over ssh to 127.0.0.1 run `dfsweep run --address auto --submit` on a tiny demo, with Ray's token authentication set up
+as Ray documents it for launched clusters, and the dashboard is reached through `ray dashboard` (scripts/ray_up_local.py
+does the work).
 
 Opt-in and slow (~2-3 minutes on 2 cores): `make test-ssh`, which installs openssh-server and rsync if missing and
 runs this file with DFSWEEP_SSH_TEST=1 in a private network namespace (scripts/isolated.sh). It starts its own sshd
@@ -55,7 +57,8 @@ def test_ray_up_exec_down_runs_the_sweep_over_ssh(launched):
     work, proc, result = launched
     assert proc.returncode == 0, proc.stdout[-8000:]
     steps = {s["step"]: s["rc"] for s in result["steps"]}
-    assert steps == {"ssh-check": 0, "ray-up": 0, "ray-exec-demo": 0, "ray-exec-run": 0, "ray-down": 0}, steps
+    assert steps == {"token": 0, "ssh-check": 0, "ray-up": 0, "ray-exec-demo": 0, "ray-exec-run": 0, "ray-down": 0}, \
+        steps
 
 
 def test_every_planned_trial_wrote_scores_and_the_report_exists(launched):
@@ -78,14 +81,30 @@ def test_the_cluster_ran_on_loopback_with_the_yamls_settings(launched):
     work, proc, result = launched
     up = (work / "logs" / "ray-up.log").read_text()
     assert "Local node IP" in up and "127.0.0.1" in up, up[-3000:]
-    assert "--include-dashboard=false" in up
+    assert "--dashboard-host=127.0.0.1" in up
     # ssh forwards no environment: the yaml's exports reached the Ray that `ray start` ran over ssh.
-    assert result["gcs_server_env"]["RAY_AUTH_MODE"] == "disabled", result["gcs_server_env"]
+    assert result["gcs_server_env"]["RAY_AUTH_MODE"] == "token", result["gcs_server_env"]
     assert result["gcs_server_env"]["RAY_TMPDIR"] == result["ray_tmp"]
-    assert not result["auth_token_written"]
+    # The yaml's file_mounts put the client's token on the head.
+    assert result["head_token_is_the_clients"]
     # Nothing of the launcher landed in the real home directory: the ssh logins had WORKDIR/home.
     assert (work / "home" / "ray_bootstrap_config.yaml").is_file()
     assert "dfsweep-venv" in (work / "home" / ".bashrc").read_text()
+
+
+def test_the_dashboard_through_ray_dashboard_asks_for_the_token_and_lists_the_submitted_run(launched):
+    work, proc, result = launched
+    dash = result["dashboard"]
+    assert dash["mode"] == "token", dash
+    assert dash["jobs_without_token"] == 401 and dash["jobs_with_token"] == 200, dash
+    submitted = [j for j in dash["jobs"] if j["type"] == "SUBMISSION"]
+    assert len(submitted) == 1 and submitted[0]["status"] == "SUCCEEDED", dash["jobs"]
+    assert submitted[0]["job_name"] == "dfsweep run run"
+    assert submitted[0]["entrypoint"].split()[1:3] == ["run", str(work / "run")], submitted
+    # `ray exec` followed the job's log to its end.
+    run_log = (work / "logs" / "ray-exec-run.log").read_text()
+    assert "submitted as Ray job dfsweep-run-run-" in run_log and "SUCCEEDED" in run_log, run_log[-3000:]
+    assert "ray get-auth-token" in run_log  # what dfsweep printed on the head: how to get past the prompt
 
 
 def test_ray_down_leaves_no_ray_process_running(launched):

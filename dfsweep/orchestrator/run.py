@@ -204,21 +204,26 @@ def needs_datasets(run: schema.RunDir, resume: bool) -> bool:
 
 
 def attach(address: str | None, run: schema.RunDir, *, shared_storage: bool, gpus_asked: bool, lazy: bool = False,
-           log: Log = print) -> None:
-    """Start or join Ray, say where its dashboard is, and refuse storage the cluster's other machines cannot reach.
+           job_name: str | None = None, log: Log = print):
+    """Start or join Ray, say where its dashboard is and how to get past its token prompt, and refuse storage the
+    cluster's other machines cannot reach. Returns the dashboard (cluster.DashboardAccess: its URL, whether it asks
+    for a token), or None without one or when Ray was already running in this process.
 
     lazy: leave a local Ray to be started when there is work for it (a fresh local Ray is one machine: nothing to
     check); attach now only to a cluster (--address, RAY_ADDRESS) or a Ray already running in this process.
+    job_name: this driver's name on the dashboard's Jobs page (e.g. `dfsweep run RUN_DIR`).
     """
     import ray
 
-    from dfsweep.cluster import dashboard_url, ensure_ray
+    from dfsweep.cluster import dashboard_access, ensure_ray
+    from dfsweep.orchestrator.jobs import in_submitted_job
 
     if lazy and not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized()):
-        return
-    url = dashboard_url(ensure_ray(address))
-    if url:
-        log(f"Ray dashboard: [link={url}]{url}[/link]")
+        return None
+    access = dashboard_access(ensure_ray(address, job_name=job_name), address)
+    if access and not in_submitted_job():  # the command that submitted the job has said it
+        for line in access.lines():
+            log(line)
     gpus = ray.cluster_resources().get("GPU", 0)
     if gpus and not gpus_asked:
         log(f"[yellow]note:[/] the cluster has {gpus:g} GPU(s) but this run asks for none: trials and MTCNN "
@@ -227,6 +232,7 @@ def attach(address: str | None, run: schema.RunDir, *, shared_storage: bool, gpu
         check_cluster_storage(run.root, ray.nodes(), shared=shared_storage)
     except StorageError as exc:
         raise RunError(str(exc)) from None
+    return access
 
 
 def prepare(cfg: Config, run: schema.RunDir, *, force: bool = False, log: Log = print):

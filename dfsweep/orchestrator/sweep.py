@@ -226,15 +226,15 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
     from ray import tune
 
     from dfsweep.cluster import ensure_ray
-    from dfsweep.trainables.train import tune_trainable
+    from dfsweep.trainables.train import tune_trainable, tune_trial_class
 
     log(f"{len(todo)} of {len(planned)} trials to run: {', '.join(t['trial_id'] for t in todo)}")
     ran = [t["trial_id"] for t in todo]
     ensure_ray()
-    trainable = tune.with_resources(
+    trainable = tune_trial_class(tune.with_resources(  # trial actors that the dashboard lists by trial id
         tune.with_parameters(tune_trainable, run_dir=str(run.root), train_cfg=cfg.train, cpus=cfg.sweep.cpus_per_trial,
                              feature_cache=cfg.sweep.share_work),
-        trial_resources(cfg))
+        trial_resources(cfg)))
     experiments = run.tune.glob("sweep-*")
     # An interrupted sweep's trials continue from their last epoch checkpoint.
     todo = [dict(t, resume_from=earlier_checkpoints(run, t["trial_id"])) for t in todo]

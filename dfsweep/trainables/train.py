@@ -176,13 +176,60 @@ def run_trial(spec: dict, run_dir: str, train_cfg: TrainConfig, cpus: float = 1.
     return run.score_file(tid).read_parquet()
 
 
+def progress_line(tid: str, metrics: dict) -> str:
+    """One report of a trial as a line of its log: `[v2-paper-s5] epoch 3 (finetune): train_loss 0.412, ...`."""
+    rest = dict(metrics)
+    phase, epoch = rest.pop("phase", "report"), rest.pop("epoch", None)
+    head = (f"epoch {epoch} ({phase})" if phase in ("head", "finetune")
+            else f"{phase} after epoch {epoch}" if epoch is not None else phase)
+    return f"[{tid}] {head}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                           for k, v in rest.items())
+
+
 def tune_trainable(config: dict, *, run_dir: str, train_cfg: TrainConfig, cpus: float, feature_cache: bool = True) -> None:
     """The function Ray Tune runs: config = {"trial": {variant, augmentation, seed, resume_from}}; per-epoch metrics
     and checkpoints go to Tune. A trial Tune retries resumes from its last checkpoint; one an interrupted sweep left
-    unfinished, from the newest of `resume_from` (orchestrator.sweep.earlier_checkpoints) that reads back."""
+    unfinished, from the newest of `resume_from` (orchestrator.sweep.earlier_checkpoints) that reads back.
+
+    Every report is also printed, one line each, to the trial's own stdout: Ray keeps it in the trial actor's log
+    (the dashboard's Actors page shows it; the driver's console does not, as Ray is started with log_to_driver off)."""
     from ray import tune
 
     spec = config["trial"]
+    tid = trial_id(spec["variant"], spec["augmentation"], spec["seed"])
     earlier = [(int(epoch), path) for epoch, path in spec.get("resume_from") or []]
-    run_trial(spec, run_dir, train_cfg, cpus, report=lambda m: tune.report(m),
-              checkpoint=tune_checkpointing(earlier, schema.RunDir(run_dir).tune), feature_cache=feature_cache)
+    save, restored = tune_checkpointing(earlier, schema.RunDir(run_dir).tune)
+    start = f"after epoch {restored['state']['epoch']}" if restored else "from the start"
+    print(f"[{tid}] trial {spec['variant']}, augmentation {spec['augmentation']}, seed {spec['seed']}: {start}",
+          flush=True)
+
+    def report(metrics: dict) -> None:
+        print(progress_line(tid, metrics), flush=True)
+        tune.report(metrics)
+
+    def save_and_say(metrics: dict, payload: dict) -> None:
+        print(progress_line(tid, metrics), flush=True)
+        save(metrics, payload)
+
+    run_trial(spec, run_dir, train_cfg, cpus, report=report, checkpoint=(save_and_say, restored),
+              feature_cache=feature_cache)
+
+
+TRIAL_ACTOR = "DfsweepTrial"  # the class of every trial's actor: the dashboard's Class, the process `ray::DfsweepTrial…`
+
+
+def tune_trial_class(trainable) -> type:
+    """Tune's own class for a function trainable (tune_trainable, as wrapped by tune.with_parameters and
+    tune.with_resources), whose actors' repr is their trial id: Ray records an actor's custom __repr__ when it starts
+    and the dashboard lists it (Actors page, Repr column; tasks are named `<trial id>.train`), where Tune's plain
+    wrapper shows every trial as `ImplicitFunc` named after the function. `wrap_function` is what Tune applies to a
+    function itself (a DeveloperAPI in Ray 2.60)."""
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    class DfsweepTrial(wrap_function(trainable)):
+        def __repr__(self) -> str:
+            spec = (self.config or {}).get("trial") or {}
+            return str(spec.get("trial_id") or self.trial_name)
+
+    DfsweepTrial.__qualname__ = DfsweepTrial.__name__ = TRIAL_ACTOR  # not `tune_trial_class.<locals>.DfsweepTrial`
+    return DfsweepTrial
