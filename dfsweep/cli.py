@@ -118,6 +118,9 @@ SubmitOpt = typer.Option(False, "--submit",
                               "session ends. This command follows the job's log and exits with its status. The job "
                               "reads the config saved in RUN_DIR, so RUN_DIR must be where the cluster's head node "
                               "finds it too (this machine, a shared mount, or a storage URI).")
+VerboseOpt = typer.Option(False, "--verbose", "-v",
+                          help="Show Ray's, Ray Data's and Tune's own output (Tune's status tables, Ray Data's "
+                               "progress) instead of dfsweep's progress display; they always go to RUN_DIR/logs/.")
 SharedOpt = typer.Option(False, "--shared-storage",
                          help="RUN_DIR is a local path mounted at the same place on every node (NFS and the like); "
                               "without it a local RUN_DIR is refused on a cluster of several machines unless its mount "
@@ -146,10 +149,11 @@ def demo_data(out: Path = typer.Argument(..., help="Folder to write OUT/{source,
 def prepare(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Optional[Path] = SourceOpt,
             target: Optional[Path] = TargetOpt, layout: Optional[str] = LayoutOpt, workers: Optional[int] = WorkersOpt,
             gpus_per_worker: Optional[float] = GpusOpt, address: Optional[str] = AddressOpt,
-            shared_storage: bool = SharedOpt, submit: bool = SubmitOpt,
+            shared_storage: bool = SharedOpt, submit: bool = SubmitOpt, verbose: bool = VerboseOpt,
             force: bool = typer.Option(False, help="Redo face cropping even if the run's crops are complete.")) -> None:
     """Scan both datasets into manifest.parquet and crop faces with MTCNN on Ray Data into crops/*.parquet."""
     from dfsweep.orchestrator.run import prepare as run_prepare
+    from dfsweep.orchestrator.runlog import RunLog
 
     run = _open_run(run_dir)
     cfg = _resolve_config(run, config, source, target, **_prepare_overrides(layout, workers, gpus_per_worker))
@@ -158,18 +162,19 @@ def prepare(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source
     except RunError as exc:
         _fail(str(exc))
     if submit:
-        flags = ["--force"] * force + ["--shared-storage"] * shared_storage
+        flags = ["--force"] * force + ["--shared-storage"] * shared_storage + ["--verbose"] * verbose
         _submit("prepare", run, flags, address, shared_storage, cfg.prepare.gpus_per_face_worker > 0,
                 resume=f"dfsweep prepare {run_dir}")
         return
-    _attach(address, run, shared_storage, gpus_asked=cfg.prepare.gpus_per_face_worker > 0, lazy=True,
-            job_name=job_name("prepare", run))
-    try:
-        acc = run_prepare(cfg, run, force=force, log=console.print)
-    except RunError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _stopped(f"dfsweep prepare {run_dir}")
+    with RunLog(run, console, command="prepare", verbose=verbose):
+        _attach(address, run, shared_storage, gpus_asked=cfg.prepare.gpus_per_face_worker > 0, lazy=True,
+                job_name=job_name("prepare", run))
+        try:
+            acc = run_prepare(cfg, run, force=force, log=console.print, console=None if verbose else console)
+        except RunError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _stopped(f"dfsweep prepare {run_dir}")
     _print_accounting(acc)
 
 
@@ -187,9 +192,11 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
                                          "the datasets are not rescanned once the crops are complete."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned arms and trials (the grid of "
                                      "sweep.arms or its axes), what is left to run and the estimated CPU-minutes, "
-                                     "and exit.")) -> None:
+                                     "and exit."),
+        verbose: bool = VerboseOpt) -> None:
     """The whole job: prepare (if its crops are missing) -> Ray Tune sweep -> report. Re-running resumes."""
     from dfsweep.orchestrator.run import run_all
+    from dfsweep.orchestrator.runlog import RunLog
     from dfsweep.orchestrator.sweep import plan_trials
 
     run_ = _open_run(run_dir)
@@ -215,16 +222,18 @@ def run(run_dir: str = RunDirArg, config: Optional[Path] = ConfigOpt, source: Op
         return
     gpus_asked = cfg.prepare.gpus_per_face_worker > 0 or cfg.sweep.gpus_per_trial > 0
     if submit:
-        flags = ["--resume"] * resume + ["--shared-storage"] * shared_storage
+        flags = ["--resume"] * resume + ["--shared-storage"] * shared_storage + ["--verbose"] * verbose
         _submit("run", run_, flags, address, shared_storage, gpus_asked, resume=f"dfsweep run --resume {run_dir}")
         return
-    _attach(address, run_, shared_storage, gpus_asked=gpus_asked, job_name=job_name("run", run_))
-    try:
-        run_all(cfg, run_, resume=resume, log=console.print, console=console, on_prepared=_print_accounting)
-    except RunError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _stopped(f"dfsweep run --resume {run_dir}")
+    with RunLog(run_, console, command="run", verbose=verbose):
+        _attach(address, run_, shared_storage, gpus_asked=gpus_asked, job_name=job_name("run", run_))
+        try:
+            run_all(cfg, run_, resume=resume, log=console.print, console=console, on_prepared=_print_accounting,
+                    verbose=verbose)
+        except RunError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _stopped(f"dfsweep run --resume {run_dir}")
     console.print(f"summary: {run_.summary}")
 
 

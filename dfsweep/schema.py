@@ -191,6 +191,7 @@ class RunDir:
         self.summary = self.root / "summary.json"
         self.metrics_csv = self.root / "metrics.csv"
         self.predictions = self.root / "predictions"  # `dfsweep predict`'s CSVs, one per call
+        self.logs = self.root / "logs"  # Ray's, Ray Data's and Tune's output, one file per command (orchestrator.runlog)
 
     def score_file(self, trial_id: str):
         return self.scores / f"{trial_id}.parquet"

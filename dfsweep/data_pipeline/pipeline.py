@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +33,14 @@ from dfsweep.storage import Location
 REQUIRED_SPLITS = ("source/train", "source/val", "source/test", "target/test")
 # The settings that change a crop; the detection cache is keyed by them.
 CROP_SETTINGS = ("crop_size_px", "face_margin", "min_face_px", "min_face_prob", "face_policy")
+# progress(stage, done, total), for a display (orchestrator.progress.PrepareProgress): "scan" (0, 0) as the datasets
+# are scanned, "scanned" (sampled files, all files), "detect" (faces detected so far, faces to detect) per batch,
+# "write" (0, crops) as the crops are written.
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ def _cached_ids(parts_dir: Location) -> set[str]:
             for sid in f.read_parquet(columns=["sample_id"]).column("sample_id").to_pylist()}
 
 
-def _detect_with_ray(todo: pa.Table, cfg: PrepareConfig, parts_dir: Location) -> None:
+def _detect_with_ray(todo: pa.Table, cfg: PrepareConfig, parts_dir: Location, progress: Progress = _no_progress) -> None:
     """MTCNN actor pool over the rows to detect; each batch lands in parts_dir as one Parquet part."""
     import ray
 
@@ -120,9 +128,11 @@ def _detect_with_ray(todo: pa.Table, cfg: PrepareConfig, parts_dir: Location) ->
         num_gpus=cfg.gpus_per_face_worker or None,
     )
     done = 0
+    progress("detect", 0, n)
     for batch in outcome.iter_batches(batch_format="pyarrow", batch_size=None):
         done += batch.num_rows  # its actor wrote it to parts_dir before handing it on
         events.emit("detected", rows=done)
+        progress("detect", done, n)
     if done != n:
         raise RuntimeError(f"face detection returned {done} rows for {n} inputs")  # a bug, never a data problem
 
@@ -194,10 +204,14 @@ def _final_splits(rows: list[dict], outcome: dict[str, dict], cfg: PrepareConfig
     return found
 
 
-def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=print) -> Accounting:
+def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=print,
+            progress: Progress = _no_progress) -> Accounting:
     """Build the manifest and the crops of one run directory; idempotent and resumable (see the module doc)."""
     run.root.mkdir()
+    progress("scan", 0, 0)
     manifest = build_manifest(cfg)
+    sampled = pc.sum(pc.equal(manifest.column("status"), schema.STATUS_PENDING)).as_py() or 0
+    progress("scanned", sampled, manifest.num_rows)
     signature = _signature(manifest, cfg)
     if not force and run.crops_done.exists() and run.crops_done.read_text().strip() == signature:
         final = read_manifest(run)
@@ -221,7 +235,7 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
         + (f", {conflicts} in label conflict (the same file as real and fake: not used)" if conflicts else "")
         + f"; {pending.num_rows - todo.num_rows} already detected, {todo.num_rows} to detect -> {run.manifest}")
     if todo.num_rows:
-        _detect_with_ray(todo, cfg, parts_dir)
+        _detect_with_ray(todo, cfg, parts_dir, progress)
 
     # The outcome of a cached sample is taken as it was; its domain, label and split are this manifest's.
     wanted = set(pending.column("sample_id").to_pylist())
@@ -244,6 +258,7 @@ def prepare(cfg: PrepareConfig, run: schema.RunDir, *, force: bool = False, log=
     manifest = schema.validate_table(pa.Table.from_pylist(rows, schema=schema.MANIFEST), schema.MANIFEST, "manifest")
     run.manifest.write_parquet(manifest)
     ok = {r["sample_id"]: r for r in rows if r["status"] == schema.STATUS_OK}
+    progress("write", 0, len(ok))
     n_crops = _write_crops(parts_dir, {sid: outcome[sid]["part"] for sid in ok}, ok, run.crops)
     acc = accounting(manifest, n_crops, detected_now=todo.num_rows)
     if not acc.balanced:

@@ -235,22 +235,30 @@ def attach(address: str | None, run: schema.RunDir, *, shared_storage: bool, gpu
     return access
 
 
-def prepare(cfg: Config, run: schema.RunDir, *, force: bool = False, log: Log = print):
-    """The prepare stage (data_pipeline): the manifest and crops; its Accounting. Unusable data: RunError."""
+def prepare(cfg: Config, run: schema.RunDir, *, force: bool = False, log: Log = print, console=None):
+    """The prepare stage (data_pipeline): the manifest and crops; its Accounting. Unusable data: RunError.
+
+    console: show its progress there (orchestrator.progress: live on a terminal, lines elsewhere)."""
     from dfsweep.data_pipeline.pipeline import prepare as prepare_crops
     from dfsweep.data_pipeline.scan import DatasetError
+    from dfsweep.orchestrator.progress import PrepareProgress
 
     try:
-        return prepare_crops(cfg.prepare, run, force=force, log=log)
+        if console is None:
+            return prepare_crops(cfg.prepare, run, force=force, log=log)
+        with PrepareProgress(console) as shown:
+            return prepare_crops(cfg.prepare, run, force=force, log=log, progress=shown)
     except DatasetError as exc:
         raise RunError(str(exc)) from None
 
 
 def run_all(cfg: Config, run: schema.RunDir, *, resume: bool = False, log: Log = print, console=None,
-            on_prepared: Callable[[Any], None] | None = None) -> dict[str, Any]:
+            on_prepared: Callable[[Any], None] | None = None, verbose: bool = False) -> dict[str, Any]:
     """prepare (unless resuming with complete crops) -> Tune sweep -> report; returns the summary.
 
-    on_prepared receives prepare's Accounting (the CLI prints it).
+    on_prepared receives prepare's Accounting (the CLI prints it). With a console, the report is drawn there and,
+    unless verbose, prepare and the sweep show their progress there (orchestrator.progress) instead of Ray Data's
+    and Tune's own.
     """
     from dfsweep.orchestrator.sweep import run_sweep
     from dfsweep.verdict.report import report
@@ -259,8 +267,8 @@ def run_all(cfg: Config, run: schema.RunDir, *, resume: bool = False, log: Log =
     if resume and run.crops_done.exists():
         log(f"resuming: crops are complete in {run.crops}; the datasets are not rescanned")
     else:
-        acc = prepare(cfg, run, log=log)
+        acc = prepare(cfg, run, log=log, console=None if verbose else console)
         if on_prepared:
             on_prepared(acc)
-    run_sweep(cfg, run, log=log)
+    run_sweep(cfg, run, log=log, console=None if verbose else console)
     return report(run.root, cfg.report, console)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import posixpath
 import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from dfsweep import __version__, schema
-from dfsweep.config import Config
+from dfsweep.config import Config, TrainConfig
+from dfsweep.orchestrator.runlog import quiet_tune
 from dfsweep.storage import Location
 from dfsweep.trainables.variants import get_variant, trial_id
 from dfsweep.verdict.scores import ScoreFileError, not_in_sweep_warning, read_score_file, write_plan
@@ -103,7 +105,8 @@ def _tune_storage(run: schema.RunDir) -> dict:
     return dict(storage_path=run.tune.path, storage_filesystem=None if run.tune.is_local else run.tune.fs)
 
 
-def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], name: str):
+def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], name: str, *, verbose: int = 1,
+               callbacks: tuple = ()):
     from ray import tune
 
     from dfsweep.orchestrator.tune_events import EmitEvents
@@ -121,8 +124,9 @@ def _new_tuner(cfg: Config, run: schema.RunDir, trainable, todo: list[dict], nam
             **_tune_storage(run),  # checkpoints and per-epoch results live with the rest of the run
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the last epoch is all a restart needs
-            callbacks=[EmitEvents()],  # the sweep's events (dfsweep.events): a checkpoint registered, a trial done
-            verbose=1,
+            # The sweep's events (dfsweep.events): a checkpoint registered, a trial done; and the progress display.
+            callbacks=[EmitEvents(), *callbacks],
+            verbose=verbose,  # 0 under runlog.quiet_tune (dfsweep's display instead), else Tune's own tables
         ),
     )
 
@@ -215,9 +219,16 @@ def earlier_checkpoints(run: schema.RunDir, trial: str) -> list[tuple[int, str]]
     return sorted(found, reverse=True)
 
 
-def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
+def trial_epochs(trial: dict, train: TrainConfig) -> int | None:
+    """How many epochs a trial reports (the progress display's epoch / total): V1 its head epochs, V2 head and
+    fine-tuning epochs; None for a variant without epochs (the cue)."""
+    return {"v1": train.head_epochs, "v2": train.head_epochs + train.finetune_epochs}.get(trial["variant"])
+
+
+def run_sweep(cfg: Config, run: schema.RunDir, log=print, console=None) -> list[str]:
     """Run every planned trial that has no usable score file yet (see todo_trials); returns the ids of the trials
-    it ran."""
+    it ran. With a console, its progress is shown there (orchestrator.progress) and Tune's own reporter is off;
+    without one, Tune prints its status tables as usual."""
     planned = plan_trials(cfg)
     todo = todo_trials(cfg, run, log)
     if not todo:
@@ -242,7 +253,18 @@ def run_sweep(cfg: Config, run: schema.RunDir, log=print) -> list[str]:
         if t["resume_from"]:
             epoch, path = t["resume_from"][0]
             log(f"resuming {t['trial_id']} after epoch {epoch} (tune/{path})")
-    _check_results(_new_tuner(cfg, run, trainable, todo, f"sweep-{len(experiments) + 1:03d}").fit())
+    name = f"sweep-{len(experiments) + 1:03d}"
+    display = None
+    if console is not None:
+        from dfsweep.orchestrator.progress import SweepProgress
+        from dfsweep.orchestrator.tune_events import ShowProgress
+
+        display = SweepProgress(console, todo, {t["trial_id"]: trial_epochs(t, cfg.train) for t in todo}, name=name,
+                                max_failures=cfg.sweep.max_failures)
+    with quiet_tune(display is not None) as verbose, display or nullcontext():
+        callbacks = (ShowProgress(display),) if display else ()
+        # Inside the display, so that a Ctrl-C (KeyboardInterrupt from _check_results) marks its running trials.
+        _check_results(_new_tuner(cfg, run, trainable, todo, name, verbose=verbose, callbacks=callbacks).fit())
     missing = [t["trial_id"] for t in planned if not run.score_file(t["trial_id"]).exists()]
     if missing:
         raise RuntimeError(f"trials finished without a score file: {missing}")
