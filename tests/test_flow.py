@@ -59,6 +59,37 @@ def test_every_input_file_is_accounted_for(flow, tiny_demo):
     assert f"inputs {len(inputs)} = crops {len(inputs) - len(bad)}" in output and "adds up" in output
 
 
+def test_console_before_the_report_is_one_line_per_event_without_rays_output(flow):
+    """Not on a terminal (CliRunner, like CI or `| tee`): dfsweep's own lines, one line per trial event and a
+    progress line at most every 30 s, then the report; Ray's, Ray Data's and Tune's output is in the run's log file."""
+    import re
+
+    run, _, output = flow
+    closing = re.search(r"^sweep-001: 3/3 trials done; elapsed (\d+):(\d\d)$", output, re.M)
+    assert closing, output[:5000]
+    head = output[:closing.end()].splitlines()
+    sweep_s = 60 * int(closing.group(1)) + int(closing.group(2))
+    faces = re.search(r"^faces: (\d+)/\1 detected in (\d+):(\d\d)$", output, re.M)
+    assert faces, output[:5000]
+    detect_s = 60 * int(faces.group(2)) + int(faces.group(3))
+    sweep_lines = [ln for ln in head[:-1] if ln.startswith("sweep-001: ")]
+    face_lines = [ln for ln in head if re.match(r"faces: \d+/\d+ detected \(", ln)]
+    assert len(sweep_lines) <= sweep_s // 30 and len(face_lines) <= detect_s // 30 + 1, head
+    events = [ln for ln in head if ln not in sweep_lines and ln not in face_lines]
+    for tid in ("v1-none-s5", "v2-paper-s5", "cue-none-s5"):
+        mine = [ln for ln in events if ln.startswith(tid)]
+        assert mine[0] == f"{tid} started" and mine[-1].startswith(f"{tid} done in "), events
+        assert 2 <= len(mine) <= 4, mine  # started, a line per phase (head, finetune, cue), done
+    assert "v2-paper-s5: head (epoch 1/3)" in events and "v2-paper-s5: finetune (epoch 3/3)" in events
+    assert len(events) <= 26, "\n".join(events)  # 3 trials' events and dfsweep's own lines
+    noise = re.compile(r"WARNING|INFO|Trial status|Configuration for experiment|snapshotting|logging_progress|╭|╰")
+    assert not [ln for ln in head if noise.search(ln)], head
+    log = re.search(r"^log: (\S+\.log) ", output, re.M)
+    assert log and f"run directory: {run.root}" in output, output[:2000]
+    text = open(log.group(1)).read()
+    assert "Starting execution of Dataset" in text and "result files and experiment state" in text, text[:2000]
+
+
 def test_crops_parquet_reads_back_against_the_schema(flow):
     run, _, _ = flow
     crops = schema.validate_table(pq.read_table(run.crops), schema.CROPS, "crops")
