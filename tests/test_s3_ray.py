@@ -80,6 +80,10 @@ def test_every_artifact_is_in_the_bucket(s3_run):
     # Nothing went to a local folder named after the URI.
     assert not [p for p in s3_run["work"].iterdir() if p.name.startswith("s3")]
     assert s3_run["uri"] in s3_run["output"]  # the summary line names where it is
+    # Ray's output went to a local temporary file, uploaded beside the rest when the run ended, and named at the start.
+    (log,) = [k for k in keys if k.startswith("logs/run-") and k.endswith(".log")]
+    assert f"log: {s3_run['uri']}/{log} (uploaded when the run ends; meanwhile /" in s3_run["output"]
+    assert b"experiment state" in s3_run["fs"].open_input_stream(f"{s3_run['prefix']}/{log}").read()
 
 
 def test_scores_read_back_from_the_bucket_and_the_report_rebuilds_from_it(s3_run, s3_server, monkeypatch):
