@@ -42,7 +42,7 @@ def test_clock_text():
     assert [clock_text(s) for s in (0, 42.4, 605, 3723, None)] == ["0:00", "0:42", "10:05", "1:02:03", "?"]
 
 
-def test_sweep_lines_are_one_per_event_plus_a_progress_line_at_most_every_30_s():
+def test_sweep_lines_are_one_per_event_plus_a_progress_line_at_most_every_30_s_or_5_min_when_nothing_changes():
     clock, console = Clock(), _console()
     with SweepProgress(console, TRIALS, EPOCHS, name="sweep-001", max_failures=2, clock=clock) as d:
         d.started("v1-none-s1")
@@ -52,6 +52,9 @@ def test_sweep_lines_are_one_per_event_plus_a_progress_line_at_most_every_30_s()
                 clock.t += 5
                 d.result("v1-none-s1", dict(phase="head", epoch=epoch, val_auc=0.6 + epoch / 10))
                 d.tick()
+        for t in (125, 300, 425):  # nothing new after 100 s: one line 30 s after the last (90 s), then 300 s later
+            clock.t = 1000 + t
+            d.tick()
         d.result("v1-none-s1", dict(phase="done", epoch=2, chosen_epoch="head/2", scores_written=10))
         d.finished("v1-none-s1")
         d.result("v2-paper-s1", dict(phase="head", epoch=1, val_auc=0.7))
@@ -71,10 +74,13 @@ def test_sweep_lines_are_one_per_event_plus_a_progress_line_at_most_every_30_s()
         # By hand (sweep_eta): at 30 s v1 is 1 epoch of 2 in, so it takes 60 s, as do v2 and the cue (nothing known
         # of them: the mean); 30 + 30 + 60 s left, two at a time: 60 s. At 60 s, epoch 2 of 2: v1 and v2 take 60 s,
         # 0 left, the cue 60 s. At 90 s, still epoch 2: 90 s each, so the cue's 90 s.
-        "sweep-001: 0/3 trials done, 2 running, 1 pending; elapsed 0:30; ETA 1:00",
-        "sweep-001: 0/3 trials done, 2 running, 1 pending; elapsed 1:00; ETA 1:00",
-        "sweep-001: 0/3 trials done, 2 running, 1 pending; elapsed 1:30; ETA 1:30",
-        "v1-none-s1 done in 1:40, selected head/2, last val AUC 0.800",
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 1/2, v2-paper-s1), 1 pending; elapsed 0:30; ETA 1:00",
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 2/2, v2-paper-s1), 1 pending; elapsed 1:00; ETA 1:00",
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 2/2, v2-paper-s1), 1 pending; elapsed 1:30; ETA 1:30",
+        # From here on each trial is expected to take as long as it has run so far (epoch 2 of 2).
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 2/2, v2-paper-s1), 1 pending; elapsed 2:05; ETA 2:05",
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 2/2, v2-paper-s1), 1 pending; elapsed 7:05; ETA 7:05",
+        "v1-none-s1 done in 7:05, selected head/2, last val AUC 0.800",
         "v2-paper-s1: head (epoch 1/3)",
         "v2-paper-s1 failed (RayActorError: the actor died); restarting (failure 1 of 2 allowed)",
         "v2-paper-s1 restarted (attempt 2)",
@@ -82,8 +88,8 @@ def test_sweep_lines_are_one_per_event_plus_a_progress_line_at_most_every_30_s()
         "cue-none-s1 started",
         "cue-none-s1: cue",
         "cue-none-s1 FAILED after 0:00: ValueError: boom",
-        "v2-paper-s1 done in 1:50, selected finetune/1, last val AUC 0.750",
-        "sweep-001: 2/3 trials done, 1 failed; elapsed 1:50",
+        "v2-paper-s1 done in 7:15, selected finetune/1, last val AUC 0.750",
+        "sweep-001: 2/3 trials done, 1 failed; elapsed 7:15",
     ]
 
 

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-PROGRESS_EVERY_S = 30.0  # at most one progress line this often when not on a terminal
+PROGRESS_EVERY_S = 30.0  # at most one progress line this often when not on a terminal...
+QUIET_EVERY_S = 300.0  # ...and, while nothing changes (a long epoch), one this often to show the run is alive
 
 
 def clock_text(seconds: float | None) -> str:
@@ -33,10 +34,11 @@ class _Display:
     """A Live panel on a terminal, lines elsewhere; a context manager (the panel stays on screen when it ends)."""
 
     def __init__(self, console, *, live: bool | None = None, every_s: float = PROGRESS_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 quiet_every_s: float = QUIET_EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console
         self.live = console.is_terminal if live is None else live
-        self.every_s = every_s
+        self.every_s, self.quiet_every_s = every_s, quiet_every_s
+        self.changed = False  # since the last progress line (set by the displays' updates)
         self.clock = clock
         self.t0 = clock()
         self._last_line = self.t0  # the first progress line comes every_s after the start
@@ -75,12 +77,14 @@ class _Display:
             self._say(text)
 
     def tick(self) -> None:
-        """Called often (every Tune step, every batch): a progress line when one is due (lines only)."""
+        """Called often (every Tune step, every batch): a progress line when one is due (lines only): every_s after
+        the last one if anything changed since, else quiet_every_s after it."""
         if self.live:
             return
         now = self.clock()
-        if now - self._last_line >= self.every_s:
-            self._last_line = now
+        since = now - self._last_line
+        if since >= self.quiet_every_s or (self.changed and since >= self.every_s):
+            self._last_line, self.changed = now, False
             with self._lock:
                 line = self.progress_line()
             if line:
@@ -121,7 +125,7 @@ class PrepareProgress(_Display):
 
     def _update(self, stage: str, done: int, total: int) -> str | None:
         now = self.clock()
-        self.stage = stage
+        self.stage, self.changed = stage, True
         if stage == "scanned":
             self.sampled, self.files = done, total
         elif stage == "detect":
@@ -254,7 +258,7 @@ class SweepProgress(_Display):
         with self._lock:
             r = self._row(tid)
             again = r.failures > 0
-            r.status, r.ended = "running", None
+            r.status, r.ended, self.changed = "running", None, True
             if r.started is None:
                 r.started = self.clock()
             self.concurrency = max(self.concurrency, sum(x.status == "running" for x in self.rows.values()))
@@ -264,7 +268,7 @@ class SweepProgress(_Display):
         with self._lock:
             r = self._row(tid)
             phase = str(result.get("phase") or "")
-            line = None
+            line, self.changed = None, True
             if phase and phase != "done" and phase != r.phase:
                 line = f"{tid}: {phase}" + self._epoch_text(r, result)
             if phase:
@@ -289,7 +293,7 @@ class SweepProgress(_Display):
         """Tune ended the trial without an error: done if its last report was phase "done", else stopped (Ctrl-C)."""
         with self._lock:
             r = self._row(tid)
-            r.ended = self.clock()
+            r.ended, self.changed = self.clock(), True
             r.status = "done" if r.phase == "done" else "stopped"
             took = clock_text(r.elapsed(r.ended))
             line = (f"{tid} done in {took}" + (f", selected {r.chosen}" if r.chosen else "")
@@ -300,7 +304,7 @@ class SweepProgress(_Display):
     def failed(self, tid: str, error: str) -> None:
         with self._lock:
             r = self._row(tid)
-            r.status, r.ended, r.error = "failed", self.clock(), error
+            r.status, r.ended, r.error, self.changed = "failed", self.clock(), error, True
             r.failures += 1
             line = f"{tid} FAILED after {clock_text(r.elapsed(r.ended))}: {error}"
         self._event(line, always=True)
@@ -308,7 +312,7 @@ class SweepProgress(_Display):
     def restarting(self, tid: str, failures: int, error: str) -> None:
         with self._lock:
             r = self._row(tid)
-            r.status, r.failures, r.error = "restarting", failures, error
+            r.status, r.failures, r.error, self.changed = "restarting", failures, error, True
             of = f" of {self.max_failures} allowed" if self.max_failures > 0 else ""
             line = f"{tid} failed ({error}); restarting (failure {failures}{of})"
         self._event(line, always=True)
@@ -320,18 +324,27 @@ class SweepProgress(_Display):
             out[key] = out.get(key, 0) + 1
         return out
 
-    def summary(self, eta: bool = True) -> str:
+    def summary(self, eta: bool = True, detail: bool = False) -> str:
+        """detail: which trials run and where they are (the progress line; the live table shows it in rows)."""
         now = self.clock()
         c = self.counts()
         parts = [f"{c['done']}/{len(self.rows)} trials done"]
-        parts += [f"{c[k]} {k}" for k in ("running", "pending", "failed", "stopped") if c[k]]
+        parts += [f"{c[k]} {k}" + (self._running_detail() if detail and k == "running" else "")
+                  for k in ("running", "pending", "failed", "stopped") if c[k]]
         text = f"{self.name}: " + ", ".join(parts) + f"; elapsed {clock_text(now - self.t0)}"
         if eta and (c["running"] or c["pending"]):
             text += f"; ETA {clock_text(sweep_eta(list(self.rows.values()), now, self.concurrency))}"
         return text
 
+    def _running_detail(self, most: int = 3) -> str:
+        running = [r for r in self.rows.values() if r.status in ("running", "restarting")]
+        shown = [r.trial_id + (f" {r.phase}" if r.phase else "")
+                 + (f" {r.epoch}/{r.epochs}" if r.epoch and r.epochs else f" {r.epoch}" if r.epoch else "")
+                 for r in running[:most]]
+        return f" ({', '.join(shown)}{f', +{len(running) - most}' if len(running) > most else ''})" if shown else ""
+
     def progress_line(self) -> str | None:
-        return self.summary()
+        return self.summary(detail=True)
 
     def _finish(self, failed: bool) -> None:
         now = self.clock()

@@ -42,6 +42,9 @@ NOT_SHOWN = {
         "dfsweep names the failed or stopped trials itself (orchestrator.sweep._check_results)",
     "Trial task failed for trial":
         "the progress display shows the failure and where its traceback is; the traceback is in the log file",
+    "which may be a performance bottleneck":
+        "Tune times each step of its own loop (warn_if_slow, over 0.5 s): on a busy machine a step takes longer, "
+        "which costs nothing that matters next to trials of minutes",
     "Progress bars disabled":
         "Ray Data's progress bars are off on purpose: prepare's display counts the faces",
 }
