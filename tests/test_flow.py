@@ -324,3 +324,5 @@ def test_an_ablation_grid_runs_on_ray_and_the_report_ranks_its_arms(flow, tmp_pa
     assert arms["v2/none-u0-a50-tval-e2-lr0.001"]["selection"] == "target_val"
     assert arms["v2/paper"]["selection"] == "source_val" and arms["v2/paper"]["unfreeze_layers"] == 40
     assert "Ranking of the candidate arms" in result.output and "Arms: what each one is" in result.output
+    # The progress lines count each arm's own epochs: 2 head + its 2 fine-tuning epochs.
+    assert f"{new[1]}: finetune (epoch 3/4)" in result.output.splitlines(), result.output[:3000]

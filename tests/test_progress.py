@@ -122,6 +122,18 @@ def test_eta_by_hand():
     assert sweep_eta(rows[:2], now, 1) == 0.0
 
 
+def test_epoch_totals_follow_each_arms_own_finetune_epochs():
+    from dfsweep.config import config_from_dict
+    from dfsweep.orchestrator.sweep import plan_trials, trial_epochs
+
+    cfg = config_from_dict({"train": {"head_epochs": 5, "finetune_epochs": 2},
+                            "sweep": {"seeds": [1], "variants": ["v1", "v2", "cue"],
+                                      "arms": [{"augmentation": "paper"},
+                                               {"augmentation": "none", "unfreeze_layers": 0, "finetune_epochs": 9}]}})
+    got = {t["trial_id"]: trial_epochs(t, cfg.train) for t in plan_trials(cfg)}
+    assert sorted(got.values(), key=str) == [14, 5, 7, None], got  # v2 u0 arm: 5 + 9; paper arm: 5 + 2; v1: 5
+
+
 def test_the_live_table_has_a_row_per_trial_with_status_phase_epoch_auc_elapsed():
     clock = Clock()
     d = SweepProgress(_console(terminal=True), TRIALS, EPOCHS, name="sweep-001", clock=clock)

@@ -220,9 +220,10 @@ def earlier_checkpoints(run: schema.RunDir, trial: str) -> list[tuple[int, str]]
 
 
 def trial_epochs(trial: dict, train: TrainConfig) -> int | None:
-    """How many epochs a trial reports (the progress display's epoch / total): V1 its head epochs, V2 head and
-    fine-tuning epochs; None for a variant without epochs (the cue)."""
-    return {"v1": train.head_epochs, "v2": train.head_epochs + train.finetune_epochs}.get(trial["variant"])
+    """How many epochs a trial reports (the progress display's epoch / total): V1 its head epochs, a V2 arm head and
+    its own fine-tuning epochs; None for a variant without epochs (the cue)."""
+    finetune = int(trial.get("finetune_epochs", train.finetune_epochs))
+    return {"v1": train.head_epochs, "v2": train.head_epochs + finetune}.get(trial["variant"])
 
 
 def run_sweep(cfg: Config, run: schema.RunDir, log=print, console=None) -> list[str]:
