@@ -268,10 +268,11 @@ def test_the_live_display_in_a_terminal_shows_the_trial_rows(tiny_crops, ray_ses
 
     import yaml
 
-    from conftest import copy_crops
+    from dfsweep import schema
 
     assert shutil.which("script"), "`script` (util-linux) is needed to run a command in a pseudo-terminal"
-    run = copy_crops(tiny_crops, tmp_path / "run")
+    run = schema.RunDir(tmp_path / "run")
+    shutil.copytree(tiny_crops.crops, run.crops)  # complete crops: `--resume` goes straight to the sweep
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump({
         "prepare": {"crop_size_px": 80},
         "sweep": {"variants": ["cue"], "seeds": [1, 2], "cpus_per_trial": 1},
