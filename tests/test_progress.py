@@ -75,11 +75,11 @@ def test_sweep_lines_are_one_per_event_plus_a_progress_line_at_most_every_30_s_o
         # of them: the mean); 30 + 30 + 60 s left, two at a time: 60 s. At 60 s, epoch 2 of 2: v1 and v2 take 60 s,
         # 0 left, the cue 60 s. At 90 s, still epoch 2: 90 s each, so the cue's 90 s.
         "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 1/2, v2-paper-s1), 1 pending; elapsed 0:30; ETA 1:00",
-        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 2/2, v2-paper-s1), 1 pending; elapsed 1:00; ETA 1:00",
-        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 2/2, v2-paper-s1), 1 pending; elapsed 1:30; ETA 1:30",
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 scoring 2/2, v2-paper-s1), 1 pending; elapsed 1:00; ETA 1:00",
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 scoring 2/2, v2-paper-s1), 1 pending; elapsed 1:30; ETA 1:30",
         # From here on each trial is expected to take as long as it has run so far (epoch 2 of 2).
-        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 2/2, v2-paper-s1), 1 pending; elapsed 2:05; ETA 2:05",
-        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 head 2/2, v2-paper-s1), 1 pending; elapsed 7:05; ETA 7:05",
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 scoring 2/2, v2-paper-s1), 1 pending; elapsed 2:05; ETA 2:05",
+        "sweep-001: 0/3 trials done, 2 running (v1-none-s1 scoring 2/2, v2-paper-s1), 1 pending; elapsed 7:05; ETA 7:05",
         "v1-none-s1 done in 7:05, selected head/2, last val AUC 0.800",
         "v2-paper-s1: head (epoch 1/3)",
         "v2-paper-s1 failed (RayActorError: the actor died); restarting (failure 1 of 2 allowed)",
@@ -147,6 +147,9 @@ def test_the_live_table_has_a_row_per_trial_with_status_phase_epoch_auc_elapsed(
     assert re.search(r"v1-none-s1\s+│ running\s+│ head\s+│\s+1/2 │\s+0\.612 │\s+1:05", text), text
     assert re.search(r"v2-paper-s1\s+│ pending", text) and re.search(r"cue-none-s1\s+│ pending", text), text
     assert "sweep-001: 0/3 trials done, 1 running, 2 pending; elapsed 1:05" in text
+    d.result("v1-none-s1", dict(phase="head", epoch=2, val_auc=0.7))  # its last epoch: it goes on to score
+    out.print(d.render())
+    assert re.search(r"v1-none-s1\s+│ running\s+│ scoring\s+│\s+2/2 │\s+0\.700", out.file.getvalue())
 
 
 def test_a_table_taller_than_the_terminal_keeps_the_running_rows_and_counts_the_rest():
@@ -249,6 +252,9 @@ def test_tune_callback_feeds_the_display_and_tunes_own_output_is_off_unless_verb
     assert "RuntimeError: first attempt fails" in restart and "restarting (failure 1 of 1 allowed)" in restart
     broken = [ln for ln in lines if ln.startswith("broken-none-s1 FAILED")]
     assert len(broken) == 1 and "ValueError: this trial always fails" in broken[0], lines
+    traceback = re.search(r"\(traceback: (\S+)\)$", broken[0]).group(1)
+    assert traceback.startswith(str(tmp_path / "run" / "tune" / "sweep-001" / "broken-none-s1"))
+    assert "this trial always fails" in open(traceback).read()  # synced there by the end of the sweep
     assert lines[-1].startswith("sweep-001: 2/3 trials done, 1 failed; elapsed ")
     assert "Trial status" not in tune_out and "Configuration for experiment" not in tune_out, tune_out
 

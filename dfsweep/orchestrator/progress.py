@@ -3,8 +3,8 @@
 On a terminal (the console's is_terminal) each display is one rich Live panel: prepare shows the files scanned, the
 faces cropped, their rate and ETA; the sweep a row per trial (status, phase, epoch / total, val AUC, elapsed) under
 its overall ETA. Piped or logged (CI, `| tee`), the same state comes out as one line per event (a trial starts,
-changes phase, finishes, fails, is restarted) plus a progress line at most every `every_s` seconds, so that a log
-stays short. The state is plain data fed by plain calls (orchestrator.tune_events.ShowProgress feeds the sweep from
+changes phase, finishes, fails, is restarted) plus a progress line at most every `every_s` seconds (30; while nothing
+changes, as during a long epoch, every `quiet_every_s`, 5 min), so that a log stays short. The state is plain data fed by plain calls (orchestrator.tune_events.ShowProgress feeds the sweep from
 Tune's results; the prepare stage calls PrepareProgress as its progress hook), so lines and table are tested
 without Ray.
 """
@@ -197,6 +197,17 @@ class TrialRow:
     def elapsed(self, now: float) -> float | None:
         return None if self.started is None else (self.ended or now) - self.started
 
+    def shown_phase(self) -> str:
+        """What the trial is doing: its phase; "scoring" once its last epoch is reported (it exports its model and
+        scores the test sets), "scored" once it reported its scores written; when done, the epoch it selected."""
+        if self.status == "done" and self.chosen:
+            return f"selected {self.chosen}"
+        if self.phase == "done":
+            return "scored"
+        if self.epochs and self.epoch and self.epoch >= self.epochs:
+            return "scoring"
+        return self.phase
+
     @property
     def ended_ok(self) -> bool:
         return self.status == "done"
@@ -338,7 +349,7 @@ class SweepProgress(_Display):
 
     def _running_detail(self, most: int = 3) -> str:
         running = [r for r in self.rows.values() if r.status in ("running", "restarting")]
-        shown = [r.trial_id + (f" {r.phase}" if r.phase else "")
+        shown = [r.trial_id + (f" {r.shown_phase()}" if r.phase else "")
                  + (f" {r.epoch}/{r.epochs}" if r.epoch and r.epochs else f" {r.epoch}" if r.epoch else "")
                  for r in running[:most]]
         return f" ({', '.join(shown)}{f', +{len(running) - most}' if len(running) > most else ''})" if shown else ""
@@ -373,8 +384,7 @@ class SweepProgress(_Display):
                 continue
             epoch = "" if r.epoch is None else f"{r.epoch}/{r.epochs}" if r.epochs else str(r.epoch)
             status = r.status + (f" ({r.failures}×)" if r.failures and r.status != "failed" else "")
-            phase = f"selected {r.chosen}" if r.status == "done" and r.chosen else r.phase
-            table.add_row(r.trial_id, status, phase, epoch, "" if r.val_auc is None else f"{r.val_auc:.3f}",
+            table.add_row(r.trial_id, status, r.shown_phase(), epoch, "" if r.val_auc is None else f"{r.val_auc:.3f}",
                           clock_text(r.elapsed(now)) if r.started is not None else "", style=style.get(r.status))
         return Group(Text(self.summary(), style="bold"), table)
 

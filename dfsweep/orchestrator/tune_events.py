@@ -34,15 +34,17 @@ class EmitEvents(Callback):
 
 
 def error_line(trial) -> str:
-    """The last line of the trial's error file (the exception and its message), or a pointer to where it is."""
-    path = trial.error_file
+    """The last line of the trial's error file (the exception and its message) and where its traceback is kept: the
+    trial's folder under the run's tune/ (Tune writes the file on the driver, then syncs it there)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(trial.error_file, encoding="utf-8", errors="replace") as f:
             lines = [ln.strip() for ln in f if ln.strip()]
     except (OSError, TypeError):
         lines = []
     last = lines[-1] if lines else "no error message"
-    return (last[:200] + "…" if len(last) > 200 else last) + (f" (traceback: {path})" if path else "")
+    name = trial.run_metadata.error_filename
+    where = f"{trial.path}/{name}" if trial.path and name else trial.error_file
+    return (last[:200] + "…" if len(last) > 200 else last) + (f" (traceback: {where})" if where else "")
 
 
 class ShowProgress(Callback):
