@@ -75,6 +75,10 @@ def submission_id(run: schema.RunDir, command: str, now: datetime | None = None)
     return f"dfsweep-{command}-{name}-{stamp}"
 
 
+NO_AGENT = "No available agent to submit job"
+AGENT_WAIT_S = 120.0  # how long a submission waits for the dashboard's job agent to come up
+
+
 def _client(url: str):
     from ray.job_submission import JobSubmissionClient
 
@@ -87,16 +91,24 @@ def _client(url: str):
 
 def submit(url: str, command: str, run: schema.RunDir, flags: Sequence[str] = (), sid: str | None = None) -> Job:
     """Submit `dfsweep COMMAND RUN_DIR FLAGS` as a Ray Job to the dashboard at url (sid: its submission id)."""
+    import time
+
     client = _client(url)
     sid, entry = sid or submission_id(run, command), entrypoint(command, run, flags)
-    try:
-        client.submit_job(entrypoint=entry, submission_id=sid,
-                          metadata={"job_name": job_name(command, run), "dfsweep_command": command,
-                                    "dfsweep_run": str(run.root), "dfsweep_version": __version__},
-                          runtime_env={"env_vars": {SUBMITTED_ENV: sid}})
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise JobError(f"the Ray dashboard at {url} did not take the job: {exc}") from None
-    return Job(id=sid, url=url, entrypoint=entry)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            client.submit_job(entrypoint=entry, submission_id=sid,
+                              metadata={"job_name": job_name(command, run), "dfsweep_command": command,
+                                        "dfsweep_run": str(run.root), "dfsweep_version": __version__},
+                              runtime_env={"env_vars": {SUBMITTED_ENV: sid}})
+            return Job(id=sid, url=url, entrypoint=entry)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            # A dashboard whose job agent has not come up yet (a fresh Ray on a busy machine) answers "No available
+            # agent to submit job, please try again later": it is, for a while; anything else is final.
+            if NO_AGENT not in str(exc) or time.monotonic() > deadline:
+                raise JobError(f"the Ray dashboard at {url} did not take the job: {exc}") from None
+            time.sleep(2.0)
 
 
 def job_cli(job: Job, verb: str, token: bool) -> str:
