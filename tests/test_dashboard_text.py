@@ -3,6 +3,8 @@
 dashboard in Chromium."""
 
 import re
+
+import pytest
 from datetime import datetime, timezone
 
 from dfsweep import schema
@@ -84,3 +86,38 @@ def test_a_trials_report_becomes_one_log_line():
     assert progress_line("v2-paper-s3", done) == \
         "[v2-paper-s3] done after epoch 5: chosen_epoch finetune-2, scores_written 1234"
     assert progress_line("cue-none-s1", dict(phase="cue", C=0.01, val_auc=0.7)) == "[cue-none-s1] cue: C 0.01, val_auc 0.7"
+
+
+def test_a_submission_waits_for_the_job_agent_and_gives_up_on_other_errors(monkeypatch, tmp_path):
+    """Ray's dashboard answers 'No available agent to submit job, please try again later' until its job agent is up
+    (seen on a loaded machine): the submission tries again; any other refusal is final, and so is a wait past
+    AGENT_WAIT_S. (The client stands in for the dashboard's HTTP answers; the real submission runs in
+    test_dashboard_browser.)"""
+    from dfsweep import schema
+    from dfsweep.orchestrator import jobs
+
+    class Client:
+        def __init__(self, answers):
+            self.answers, self.calls = list(answers), 0
+
+        def submit_job(self, **kw):
+            self.calls += 1
+            answer = self.answers.pop(0)
+            if answer is not None:
+                raise RuntimeError(answer)
+
+    slept = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    busy = f"Request failed with status code 500: {jobs.NO_AGENT}, please try again later."
+    client = Client([busy, busy, None])
+    monkeypatch.setattr(jobs, "_client", lambda url: client)
+    run = schema.RunDir(tmp_path / "run")
+    job = jobs.submit("http://127.0.0.1:8265", "run", run)
+    assert client.calls == 3 and len(slept) == 2 and job.id
+    monkeypatch.setattr(jobs, "_client", lambda url: Client(["Request failed with status code 400: bad entrypoint"]))
+    with pytest.raises(jobs.JobError, match="did not take the job: .*bad entrypoint"):
+        jobs.submit("http://127.0.0.1:8265", "run", run)
+    monkeypatch.setattr(jobs, "AGENT_WAIT_S", -1.0)
+    monkeypatch.setattr(jobs, "_client", lambda url: Client([busy]))
+    with pytest.raises(jobs.JobError, match="No available agent"):
+        jobs.submit("http://127.0.0.1:8265", "run", run)
