@@ -83,6 +83,18 @@ def test_arms_one_by_one_take_the_base_point_for_what_they_leave_out():
     assert (plan[3]["finetune_epochs"], plan[3]["finetune_lr"]) == (8, 0.001)
 
 
+def test_the_demo_config_plans_its_arms():
+    from pathlib import Path
+
+    from dfsweep.config import load_config
+    from dfsweep.orchestrator.sweep import plan_trials
+
+    plan = plan_trials(load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"))
+    assert len(plan) == 12 and {t["arm"] for t in plan if t["variant"] == "v2"} == {"paper", "target_adapt"}
+    adapt = next(t for t in plan if t["arm"] == "target_adapt")
+    assert (adapt["unfreeze_layers"], adapt["adapt_share"], adapt["augmentation"]) == (0, 0.75, "none")
+
+
 @pytest.mark.parametrize("arms, fragment", [
     ([{"name": "x"}, {"name": "x", "adapt_share": 0}], "two arms are named 'x'"),
     ([{"augmentation": "paper"}, {"name": "again"}], "same grid point"),

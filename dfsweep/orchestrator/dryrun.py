@@ -39,7 +39,7 @@ def show_plan(cfg: Config, run: schema.RunDir, console) -> None:
     numeric = ("unfrozen layers", "adapt share", "fine-tune epochs", "fine-tune lr", "trials to run", "est. minutes")
     for col in ("arm", "role", "augmentation", "unfrozen layers", "adapt share", "selection", "fine-tune epochs",
                 "fine-tune lr", "trials to run", "est. minutes"):
-        table.add_column(col, justify="right" if col in numeric else "left")
+        table.add_column(col, justify="right" if col in numeric else "left", overflow="fold")
     arms: dict[str, list[dict]] = {}
     for t in trials:
         arms.setdefault(f"{t['variant']}/{t['arm']}", []).append(t)
