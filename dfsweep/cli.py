@@ -68,14 +68,17 @@ def _attach(address: Optional[str], run: schema.RunDir, shared_storage: bool, gp
 def _submit(command: str, run: schema.RunDir, flags: list[str], address: Optional[str], shared_storage: bool,
             gpus_asked: bool, resume: str) -> None:
     """--submit: start or join Ray, run `dfsweep COMMAND RUN_DIR FLAGS` as a Ray Job, follow it, exit with its status."""
-    from dfsweep.orchestrator.jobs import Detached, JobError, run_as_job, submission_id
+    from dfsweep.orchestrator.jobs import Detached, JobError, agent_port_problem, run_as_job, submission_id
 
+    local = not (address or os.environ.get("RAY_ADDRESS"))
+    problem = agent_port_problem() if local else None
+    if problem:
+        _fail(problem)
     sid = submission_id(run, command)
     access = _attach(address, run, shared_storage, gpus_asked, job_name=job_name(command, run, follows=True))
     if access is None:
         _fail("--submit needs the Ray dashboard, which takes the job, and this Ray has none (start the cluster's head "
               "with its dashboard)")
-    local = not (address or os.environ.get("RAY_ADDRESS"))
     try:
         code = run_as_job(access.url, command, run, flags, local=local, token=access.token, log=console.print,
                           write=lambda text: console.out(text, end="", highlight=False), sid=sid)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # torchvision (the CUDA build pip resolves to here) segfaults when it is imported after TensorFlow; the other order
@@ -73,6 +74,23 @@ def ray_session():
     ray.shutdown()
 
 
+@contextmanager
+def session_ray_paused():
+    """Shut ray_session's Ray down meanwhile if it is running (another order of modules), and start it again after.
+    Its dashboard agent holds 127.0.0.1:52365, the port every local Ray's agent takes, so a `dfsweep --submit`
+    starting its own local Ray beside it could not take the job."""
+    import ray
+
+    paused = ray.is_initialized()
+    if paused:
+        ray.shutdown()
+    try:
+        yield
+    finally:
+        if paused:
+            _init_local_ray()
+
+
 @pytest.fixture(scope="module")
 def ray_two_nodes():
     """Two Ray nodes on this machine (ray.cluster_utils.Cluster), the driver connected to the head: the head has no
@@ -82,22 +100,18 @@ def ray_two_nodes():
     import ray
     from ray.cluster_utils import Cluster
 
-    paused = ray.is_initialized()
-    if paused:
-        ray.shutdown()
-    # shutdown_at_exit=False: a Node that shuts down at exit installs signal handlers, which only the main thread
-    # may do, and tests add nodes from a watcher thread; the `finally` below shuts the cluster down instead.
-    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False),
-                      shutdown_at_exit=False)
-    try:
-        cluster.add_node(num_cpus=2)
-        ray.init(address=cluster.address, log_to_driver=False)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        if paused:
-            _init_local_ray()
+    with session_ray_paused():
+        # shutdown_at_exit=False: a Node that shuts down at exit installs signal handlers, which only the main thread
+        # may do, and tests add nodes from a watcher thread; the `finally` below shuts the cluster down instead.
+        cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, include_dashboard=False),
+                          shutdown_at_exit=False)
+        try:
+            cluster.add_node(num_cpus=2)
+            ray.init(address=cluster.address, log_to_driver=False)
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
 
 
 def trial_worker_pids() -> list[int]:

@@ -267,3 +267,21 @@ def test_report_of_a_run_from_another_version_says_what_to_do(tmp_path):
     assert result.exit_code == 2, result.output
     out = _one_line(result.output)
     assert "report.permutations" in out and "written by dfsweep 9.1.0" in out and "Traceback" not in result.output
+
+
+@pytest.mark.ray
+def test_submit_beside_another_local_ray_is_refused_at_once_with_the_reason(ray_session, tmp_path):
+    """Another Ray on the machine (here the session's) holds 127.0.0.1:52365, the port of every local Ray's dashboard
+    agent: a new local Ray's dashboard would answer a submitted job with "No available agent" for ever (seen in CI:
+    the dashboard test failed after the Ray tests before it). --submit says so before starting anything."""
+    from dfsweep import schema
+
+    run = schema.RunDir(tmp_path / "run")
+    run.crops.mkdir(parents=True)
+    run.crops_done.write_text("x\n")  # complete crops: --resume needs no datasets
+    run.config.write_text("sweep:\n  variants: [cue]\n  seeds: [1]\n")
+    result = runner.invoke(app, ["run", str(run.root), "--resume", "--submit"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    out = _one_line(result.output)
+    assert "listens on 127.0.0.1:52365" in out and "--address auto" in out and "ray stop" in out
+    assert "submitted as Ray job" not in out

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from chromium import CHROMIUM, Browser
-from conftest import REPO, EventFifo, _require_loopback
+from conftest import REPO, EventFifo, _require_loopback, session_ray_paused
 
 from dfsweep import schema
 
@@ -69,7 +69,14 @@ class Output:
 
 
 @pytest.fixture(scope="module")
-def submitted(tiny_crops, weights_file, tmp_path_factory):
+def no_other_ray():
+    """The run's own local Ray is the only one: the session's, if up, is paused (session_ray_paused)."""
+    with session_ray_paused():
+        yield
+
+
+@pytest.fixture(scope="module")
+def submitted(tiny_crops, weights_file, tmp_path_factory, no_other_ray):
     """`dfsweep run RUN --resume --submit` on the tiny crops (one V1 trial, 2 head epochs at 71 px), with Ray's token
     auth on; yields (run, process, its output, the events FIFO holding it, its HOME, the dashboard URL)."""
     _require_loopback()

@@ -76,7 +76,24 @@ def submission_id(run: schema.RunDir, command: str, now: datetime | None = None)
 
 
 NO_AGENT = "No available agent to submit job"
-AGENT_WAIT_S = 120.0  # how long a submission waits for the dashboard's job agent to come up
+AGENT_WAIT_S = 60.0  # how long a submission waits for the dashboard's job agent to come up
+# The port a local Ray's dashboard agent listens on (ray.init offers no way to change it): the agent takes the jobs.
+AGENT_PORT = 52365
+
+
+def agent_port_problem(port: int = AGENT_PORT) -> str | None:
+    """Why a job cannot be submitted to a new local Ray here, or None: another Ray on this machine (one started with
+    or without its dashboard) already holds its dashboard agent's port, so the new Ray's agent never comes up and its
+    dashboard answers every submission with "No available agent" (measured with Ray 2.60)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        if s.connect_ex(("127.0.0.1", port)) != 0:
+            return None
+    return (f"another Ray (or another program) on this machine listens on 127.0.0.1:{port}, the port of a local "
+            "Ray's dashboard agent, which takes submitted jobs: a new local Ray could not take the job. Submit to that "
+            "Ray instead (--address auto, if it has a dashboard), stop it (`ray stop`), or run without --submit")
 
 
 def _client(url: str):
