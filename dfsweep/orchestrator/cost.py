@@ -1,10 +1,17 @@
 """What a sweep will cost before it runs (`dfsweep run --dry-run`): per trial, the images its backbone sees forward
-and in training steps, turned into minutes at reference rates.
+and in training steps, turned into minutes at reference rates, plus each trial's fixed cost.
 
-The rates were measured on this project's reference machine (2 x86_64 cores, TensorFlow CPU, batch 16;
-ENVIRONMENT.md "Speeds"): an estimate, not a promise. Another CPU scales every figure by about the same factor, so
-the ranking of arms and the share each takes hold. No reference rate has been measured on a GPU yet, so trials that
-ask for GPUs are estimated as if they ran on those CPUs (an upper bound) and the output says so.
+The rates are dfsweep's own, measured inside trials on the demo (128 px, one trial at a time with 2 threads, each
+trial's `time_total_s` in `RUN_DIR/tune/sweep-001/<trial>/result.json`) on a 2-core x86_64 machine on 2026-12-06: the
+first V1 embedded 2,120 crops in 60 s, a V1 on cached features took 13 s in all, a cue trial 9 s, a V2 fine-tuning
+the last 40 layers 158 s (13 fixed, 58 forward, the rest 512 training images). Outside dfsweep the same machine ran
+Xception forward at 44 img/s and a 40-layer training step at 11 img/s (batch 32): in a trial, PNG decoding, the
+perturbations, Keras' per-call overhead and tracing take the rest. Other sizes follow ENVIRONMENT.md's
+micro-benchmarks' ratios between sizes (a machine 1.6x faster at the forward pass measured those). An estimate, not a
+promise: another CPU scales every figure by about the same factor, so the ranking of arms and the share each takes
+hold. Checked against the demo: one 2-thread trial at a time with 4 robustness levels, estimated 10.5 minutes, ran
+12:04; as configured now (two 1-thread trials at a time, 3 levels), estimated 10, ran 7:49. No reference rate has been measured on a GPU yet, so trials that ask for GPUs are estimated as if they ran on those CPUs
+(an upper bound) and the output says so.
 """
 
 from __future__ import annotations
@@ -15,11 +22,15 @@ from dataclasses import dataclass
 from dfsweep.config import Config
 
 REFERENCE_CPUS = 2
-# Images per second on the reference machine, by input size (px): a forward pass of Xception, and a training step
-# of the head plus its last 40 layers (backward through them included).
-FORWARD_IMG_S = {71: 123.0, 128: 71.0, 299: 15.0}
-TRAIN40_IMG_S = {128: 44.0, 299: 8.6}
-# The cue arm computes histograms of decoded crops: about a millisecond a crop (PNG decode dominates).
+# Images per second in a trial on the reference machine, by input size (px): a forward pass of Xception, and a
+# training step of the head plus its last 40 layers (backward through them included). 128 px measured in trials; 71
+# and 299 px scaled from it by ENVIRONMENT.md's micro-benchmark ratios (forward 123 / 71 / 15, training 44 / 8.6).
+FORWARD_IMG_S = {71: 60.6, 128: 35.0, 299: 7.4}
+TRAIN40_IMG_S = {128: 6.0, 299: 1.17}
+# Every Keras trial's fixed cost (its process, TensorFlow's import, the model and its weights, tracing, the head's
+# epochs on cached features), and a cue trial's; the cue arm's histograms of decoded crops: ~2 ms a crop.
+KERAS_TRIAL_S = 13.0
+CUE_TRIAL_S = 9.0
 CUE_S_PER_IMAGE = 0.002
 
 
@@ -73,13 +84,13 @@ class TrialCost:
     trial_id: str
     forward_images: int  # backbone forward passes (embedding, validation, scoring)
     train_images: int  # backbone training steps, counted in images
-    seconds: float  # at the reference rates, on REFERENCE_CPUS cores
+    seconds: float  # at the reference rates, on REFERENCE_CPUS cores, the trial's fixed cost included
 
 
 def trial_costs(cfg: Config, trials: list[dict], sizes: SplitSizes) -> list[TrialCost]:
     """Each planned trial's work and time at the reference rates. Frozen-backbone features are counted once, by the
-    first trial that needs them, when the sweep shares them (sweep.share_work, and weights that are not random); every trial's head epochs, on those
-    features, cost next to nothing and are left out."""
+    first trial that needs them, when the sweep shares them (sweep.share_work, and weights that are not random); every
+    trial's head epochs, on those features, are part of its fixed cost."""
     t, s = cfg.train, sizes
     levels = len(t.perturbation_levels())
     tests = s.source_test + s.target_test
@@ -102,7 +113,7 @@ def trial_costs(cfg: Config, trials: list[dict], sizes: SplitSizes) -> list[Tria
     for trial in trials:
         variant, forward, train, extra = trial["variant"], 0, 0, 0.0
         if variant == "cue":
-            extra = CUE_S_PER_IMAGE * s.total
+            extra = CUE_TRIAL_S + CUE_S_PER_IMAGE * s.total
         elif variant == "v1" or (variant == "v2" and not trial.get("unfreeze_layers", t.unfreeze_last_layers)
                                  and trial.get("augmentation") == "none"):
             # features only: the head (and a head-only fine-tuning without augmentation) trains on embeddings
@@ -110,6 +121,7 @@ def trial_costs(cfg: Config, trials: list[dict], sizes: SplitSizes) -> list[Tria
             sets = base_sets + ((("target-val", s.target_val), ("target-adapt", s.target_adapt)) if tval else
                                 (("target-adapt-pool", s.target_adapt + s.target_val),) if variant == "v2" else ())
             forward = embed(*sets)
+            extra = KERAS_TRIAL_S
         else:
             # head phase on features, then fine-tuning on images: every epoch's batches and a validation pass
             layers = trial.get("unfreeze_layers", t.unfreeze_last_layers)
@@ -122,7 +134,7 @@ def trial_costs(cfg: Config, trials: list[dict], sizes: SplitSizes) -> list[Tria
             forward += epochs * val + scored
             # the backward pass scales with the layers it goes through: measured for 40, taken as linear in them
             backward_s = max(1 / _rate(TRAIN40_IMG_S, t.input_size_px) - forward_s, 0.0) * layers / 40
-            extra = train * (forward_s + backward_s)
+            extra = KERAS_TRIAL_S + train * (forward_s + backward_s)
         out.append(TrialCost(trial["trial_id"], forward, train, forward * forward_s + extra))
     return out
 
