@@ -36,7 +36,8 @@ figcaption { color: #4a5263; font-size: 12.5px; margin-top: 4px; }
 .verdict { border: 2px solid #3b6fb6; border-radius: 6px; background: #f6f9fe; padding: 4px 16px 8px;
            margin: 14px 0 20px; overflow-x: auto; }
 .verdict h2 { border: none; margin: 8px 0 4px; } .verdict table { font-size: 13.5px; background: #fff; }
-.verdict td.w { text-align: left; white-space: normal; min-width: 180px; max-width: 420px; color: #7a4b00; }
+.verdict th { white-space: normal; }  /* long headings wrap: the box fits a laptop's width without scrolling */
+.verdict td.w { text-align: left; white-space: normal; min-width: 160px; max-width: 420px; color: #7a4b00; }
 td.v { text-align: left; font-weight: bold; } td.v-better { background: #dff3e2; color: #17612a; }
 td.v-worse { background: #fbe3e3; color: #9b1c1c; } td.v-not-shown { color: #3a4252; }
 td.v-undefined { color: #8a93a3; }
