@@ -178,6 +178,30 @@ def test_prepare_lines():
     assert "120 files scanned, 100 sampled" in live.file.getvalue() and "100/100 cropped" in live.file.getvalue()
 
 
+def test_the_prepare_panel_last_frame_says_the_crops_were_written():
+    """The last frame stays on the terminal: it said 'writing 98 crops' under a spinner for ever (seen in tmux)."""
+    frames = []
+    for failed in (False, True):
+        console = _console(terminal=True)
+        try:
+            with PrepareProgress(console, clock=Clock()) as p:
+                p("scanned", 100, 120)
+                p("detect", 100, 100)
+                p("write", 0, 98)
+                writing = _console(terminal=True)
+                writing.print(p.render())
+                assert "writing 98 crops" in writing.file.getvalue()
+                if failed:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass
+        last = _console(terminal=True)
+        last.print(p.render())
+        frames.append(last.file.getvalue())
+    assert "wrote 98 crops" in frames[0] and "writing" not in frames[0]
+    assert "stopped writing 98 crops" in frames[1]
+
+
 def test_ray_warnings_go_to_the_log_file_and_only_unknown_ones_to_the_console(tmp_path):
     from dfsweep import schema
     from dfsweep.orchestrator.runlog import RunLog

@@ -115,6 +115,10 @@ class PrepareProgress(_Display):
         self.files = self.sampled = self.done = self.total = self.crops = 0
         self.t_detect: float | None = None
         self.t_detect_end: float | None = None
+        self.ended: str | None = None  # "done" or "failed" once the display has ended: its last frame says so
+
+    def _finish(self, failed: bool) -> None:
+        self.ended = "failed" if failed else "done"
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         with self._lock:
@@ -175,7 +179,11 @@ class PrepareProgress(_Display):
                          f"{self.done}/{self.total} cropped" + (f"  {r:.1f}/s" if r else "")
                          + ("" if self.done >= self.total else f"  ETA {clock_text(self.eta_s())}"))
         if self.stage == "write":
-            grid.add_row(Spinner("dots"), f"writing {self.crops} crops", "")
+            # the last frame stays on screen: a spinner there would say the crops are still being written
+            grid.add_row(Spinner("dots") if self.ended is None else "crops",
+                         f"writing {self.crops} crops" if self.ended is None else
+                         f"wrote {self.crops} crops" if self.ended == "done" else f"stopped writing {self.crops} crops",
+                         "")
         return grid
 
 
