@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -1145,6 +1146,10 @@ def test_undefined_with_one_seed_and_an_empty_box_that_says_why(tmp_path):
     (x, _) = build_summary(one.root, ReportConfig(bootstrap_samples=100))["verdict"]["rows"]
     assert x["verdict"] == "undefined" and x["n_seeds"] == 1 and math.isnan(x["p_holm"])
     assert x["seed_win_share_note"] is not None and x["warnings"][0]["kind"] == "too_few_seeds"
+    one_console = Console(record=True, width=120, file=io.StringIO())
+    render(build_summary(one.root, ReportConfig(bootstrap_samples=100)), one_console)
+    one_text = one_console.export_text()
+    assert re.search(r"\(paired t, [^)]*\) · 1 seed\s+│", one_text) and "· 1 seeds" not in one_text
     alone = schema.RunDir(tmp_path / "alone")  # a baseline and nothing to compare with it
     _write_scores(alone, SHIFT, arms=(("v1", "none"),))
     console = Console(record=True, width=120, file=io.StringIO())

@@ -38,7 +38,8 @@ def _verdict_box(box: VerdictBox, console) -> None:
         body.append(f"{r.domain}: {r.versus} — ", style="bold")
         body.append(r.verdict, style=VERDICT_STYLE.get(r.verdict, ""))
         body.append(f" (rank {r.rank})\n")
-        body.append(f"  Δ {r.delta} {r.ci} · p Holm {r.p} (paired t, {r.direction}) · {r.seeds} seeds\n")
+        seeds = f"{r.seeds} seed" + ("" if r.seeds == "1" else "s")
+        body.append(f"  Δ {r.delta} {r.ci} · p Holm {r.p} (paired t, {r.direction}) · {seeds}\n")
         body.append(f"  P(better): {r.seed_share} seeds, {r.sample_share} of samples\n")
         for w in r.warnings:
             body.append(f"  ! {w}\n", style="yellow")
