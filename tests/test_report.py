@@ -177,7 +177,8 @@ def test_stats_and_report_import_no_ray_tensorflow_or_torch():
 VERDICT_DEPENDS = {
     "stats": set(), "scores": set(), "labels": set(),
     "answer": {"labels"},
-    "summary": {"stats", "labels", "scores", "answer"},
+    "validity": {"labels"},
+    "summary": {"stats", "labels", "scores", "answer", "validity"},
     "tables": {"labels", "summary"},
     "console": {"labels", "tables"},
     "html": {"labels", "tables"},
