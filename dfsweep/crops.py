@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dfsweep import schema
-from dfsweep.storage import Location, parse
+from dfsweep.storage import Location
 
 SHARD_ROWS = 512  # crops per shard of crops/
 # Rows per Parquet row group of crops/: a trial fetches a sample's image by reading its row group, so a small group

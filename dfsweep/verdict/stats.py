@@ -599,7 +599,7 @@ def _placements2(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Twice the DeLong placement of every sample, in exact integers kept as floats: a fake's 2 #(reals below it) +
     #(reals tied with it), a real's 2 #(fakes above it) + #(fakes tied with it)."""
     pos = y == 1
-    m, n = int(pos.sum()), int((~pos).sum())
+    m = int(pos.sum())
     ranks = sps.rankdata(s)  # midranks: halves, so twice them are integers
     out = np.empty(len(y))
     out[pos] = 2 * ranks[pos] - 2 * sps.rankdata(s[pos])  # 2 (reals below) + (reals tied)
