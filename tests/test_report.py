@@ -431,7 +431,7 @@ def test_metrics_csv_has_one_row_per_trial_domain_perturbation_level(tmp_path):
     text = (r.root / "metrics.csv").read_text()
     assert text.splitlines()[0] == ",".join(METRICS_COLUMNS) == (
         "trial_id,variant,augmentation,seed,domain,perturbation,level,auc_level,n,n_real,n_fake,auc,auc_ci_low,"
-        "auc_ci_high,average_precision,eer,accuracy,precision,recall,f1,tn,fp,fn,tp,brier")
+        "auc_ci_high,average_precision,eer,accuracy,precision,recall,f1,tn,fp,fn,tp,brier,score_range")
     rows = list(csv.DictReader(io.StringIO(text)))
     keys = [(x["trial_id"], x["domain"], x["perturbation"], x["level"]) for x in rows]
     expected = {(f"{v}-{a}-s{s}", d, p, str(lv)) for v, a in ARMS for s in SEEDS for d in ("source", "target")
@@ -1120,8 +1120,8 @@ def test_verdict_warnings_come_in_the_stated_priority(tmp_path):
     console = Console(record=True, width=100, file=io.StringIO())
     summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
     render(summary, console)
-    assert answer.WARNING_PRIORITY == ("too_few_seeds", "shortcut", "different_samples", "calibration",
-                                       "coarse_seed_share")
+    assert answer.WARNING_PRIORITY == ("collapsed", "too_few_seeds", "shortcut", "different_samples",
+                                       "calibration", "coarse_seed_share")
     for x in summary["verdict"]["rows"]:
         assert [w["kind"] for w in x["warnings"]] == ["too_few_seeds", "shortcut", "calibration"], x["domain"]
         texts = [w["text"] for w in x["warnings"]]
@@ -1137,6 +1137,42 @@ def test_verdict_warnings_come_in_the_stated_priority(tmp_path):
     box = text[:text.index("dfsweep report")]
     assert box.count("! only 2 seed(s)") == 2 and box.count("! shortcut cue") == 2 and "! calibration" not in box
     assert box.count("+ 1 more in the validity warnings below") == 2
+
+
+def _collapsed_v2(trial, domain, split, y, s):
+    """v2-paper: one score for every sample up to float noise (measured: a 40-layer fine-tune at lr 1e-3 that diverged
+    scored every sample 0.49757 +- 4e-6)."""
+    if not trial.startswith("v2-paper"):
+        return s
+    return 0.49757 + 4e-6 * np.random.default_rng(len(y)).standard_normal(len(y))
+
+
+def test_a_collapsed_arm_is_named_first_in_the_box_and_in_the_validity_warnings(tmp_path):
+    from rich.console import Console
+
+    r = schema.RunDir(tmp_path)
+    truth = _write_scores(r, SHIFT, seeds=(1, 2, 3), transform=_collapsed_v2)
+    summary = build_summary(r.root, ReportConfig(bootstrap_samples=200))
+    for t in summary["trials"]:  # max - min of the stored scores, by hand
+        y, s = truth[t["trial_id"], t["domain"]]
+        assert t["score_range"] == pytest.approx(max(s) - min(s), abs=1e-12)
+        assert (t["score_range"] < 1e-3) == t["trial_id"].startswith("v2-paper")
+    warns = summary["warnings"]
+    for seed in (1, 2, 3):
+        for domain in ("source", "target"):
+            (w,) = [w for w in warns if w.startswith(f"v2-paper-s{seed} gives every {domain} test sample")]
+            assert "nearly the same score" in w and "collapsed in training" in w
+    # the collapse comes first: the one-class warning that follows (every score is below 0.5) says less
+    first = min(i for i, w in enumerate(warns) if "calls every" in w)
+    assert all("collapsed in training" in w for w in warns[:first]) and first == 6
+    for x in summary["verdict"]["rows"]:
+        assert x["warnings"][0] == dict(kind="collapsed",
+                                        text="collapsed: v2/paper gives every sample nearly one score (3/3 seeds)")
+    console = Console(record=True, width=120, file=io.StringIO())
+    render(summary, console)
+    text = console.export_text()
+    box = text[:text.index("dfsweep report")]
+    assert box.count("! collapsed: v2/paper gives every sample nearly one score (3/3 seeds)") == 2
 
 
 def test_undefined_with_one_seed_and_an_empty_box_that_says_why(tmp_path):

@@ -19,13 +19,14 @@ MIN_SEEDS_FOR_TEST = 3
 MIN_SEEDS_FOR_SEED_SHARE = 5
 # How many of a row's warnings the box shows (all of them are in the row, and in the validity warnings).
 BOX_WARNINGS = 2
-# The order in which a row's warnings are kept, most important first: first what undermines the verdict itself (too
-# few seeds to test; a benchmark whose fakes carry a shortcut cue; a pairing on part of the samples), then what the
-# verdict does not touch but a reader would act on (calibration: AUC fine, accuracy at the threshold not), then the
-# coarseness of the seed share.
-WARNING_PRIORITY = ("too_few_seeds", "shortcut", "different_samples", "calibration", "coarse_seed_share")
+# The order in which a row's warnings are kept, most important first: first what undermines the verdict itself (an
+# arm that collapsed to one score, so the comparison is with a broken model; too few seeds to test; a benchmark whose
+# fakes carry a shortcut cue; a pairing on part of the samples), then what the verdict does not touch but a reader
+# would act on (calibration: AUC fine, accuracy at the threshold not), then the coarseness of the seed share.
+WARNING_PRIORITY = ("collapsed", "too_few_seeds", "shortcut", "different_samples", "calibration", "coarse_seed_share")
 WARNING_ORDER = ("a row's warnings are kept in this order and the box shows the first "
-                 f"{BOX_WARNINGS}: too few seeds (the test itself is weak or undefined), a shortcut cue (the benchmark "
+                 f"{BOX_WARNINGS}: a collapsed arm (one score for every sample: the comparison is with a broken "
+                 "model), too few seeds (the test itself is weak or undefined), a shortcut cue (the benchmark "
                  "may reward a cue, not the manipulation), different test samples (the pairing covers only the "
                  "common ones), calibration off (ranking fine, accuracy at the threshold near chance), a coarse seed "
                  "share (fewer than 5 seeds); every warning is also in the validity warnings")
@@ -90,8 +91,8 @@ def box_caption(grain: str, alpha: float, ci: str) -> str:
             f"shown. Δ: mean over matched seeds, with its {ci} hierarchical bootstrap CI (seeds, then samples). p: of "
             "the direction claimed (not shown: of the direction of Δ). P(better): the share of matched seeds whose "
             "candidate AUC is higher · the mean over seeds of the share of paired samples the candidate ranks better "
-            "(DeLong placements, fakes and reals weighted equally); ties ½. Warnings, most important first: too few "
-            "seeds, shortcut cue, different samples, calibration off, coarse seed share "
+            "(DeLong placements, fakes and reals weighted equally); ties ½. Warnings, most important first: collapsed "
+            "arm, too few seeds, shortcut cue, different samples, calibration off, coarse seed share "
             f"(< {MIN_SEEDS_FOR_SEED_SHARE} seeds); all are in the validity warnings")
 
 
@@ -113,12 +114,16 @@ PROBABILITY_OF_IMPROVEMENT = (
     "the mean Δ, not tests")
 
 
-def _row_warnings(t: dict[str, Any], calibration: dict[tuple, tuple[int, int]], shortcuts: list[dict[str, Any]],
-                  threshold: float) -> list[dict[str, str]]:
+def _row_warnings(t: dict[str, Any], calibration: dict[tuple, tuple[int, int]], collapsed: dict[tuple, tuple[int, int]],
+                  shortcuts: list[dict[str, Any]], threshold: float) -> list[dict[str, str]]:
     """A test row's warnings, in WARNING_PRIORITY order."""
     grain, domain = t["auc_level"], t["domain"]
     found: dict[str, list[str]] = {k: [] for k in WARNING_PRIORITY}
     n = t["n_pairs"]
+    for arm in (t["candidate"], t["baseline"]):
+        k, of = collapsed.get((grain, domain, arm), (0, 0))
+        if k:
+            found["collapsed"].append(f"collapsed: {arm} gives every sample nearly one score ({k}/{of} seeds)")
     if n < MIN_SEEDS_FOR_TEST:
         found["too_few_seeds"].append(f"only {n} seed(s): the t-test is weak or undefined")
     for s in shortcuts:
@@ -139,12 +144,13 @@ def _row_warnings(t: dict[str, Any], calibration: dict[tuple, tuple[int, int]], 
 
 def verdict_block(tests: list[dict[str, Any]], *, grain: str, alpha: float, ci: str, bootstrap_samples: int,
                   threshold: float, calibration: dict[tuple, tuple[int, int]],
-                  shortcuts: list[dict[str, Any]]) -> dict[str, Any]:
+                  collapsed: dict[tuple, tuple[int, int]], shortcuts: list[dict[str, Any]]) -> dict[str, Any]:
     """summary["verdict"]: one row per domain and candidate arm (against each baseline arm) at `grain` (the primary
     one), by domain, baseline and rank, with the rule, what Δ, its CI and the probabilities of improvement are, and
     how warnings are chosen.
 
-    calibration: {(grain, domain, arm): (seeds whose calibration is off, seeds)}; shortcuts: the shortcut findings,
+    calibration: {(grain, domain, arm): (seeds whose calibration is off, seeds)}; collapsed: the same for seeds whose
+    model gave every sample nearly one score; shortcuts: the shortcut findings,
     each with its auc_level, the domains it bears on and a short text.
     """
     rows = []
@@ -162,7 +168,7 @@ def verdict_block(tests: list[dict[str, Any]], *, grain: str, alpha: float, ci: 
             seed_win_share=t["seed_win_share"], seed_wins=t["seed_wins"], seed_ties=t["seed_ties"],
             seed_losses=t["seed_losses"], seed_win_share_note=t["seed_win_share_note"],
             sample_win_share=t["sample_win_share"],
-            warnings=_row_warnings(t, calibration, shortcuts, threshold)))
+            warnings=_row_warnings(t, calibration, collapsed, shortcuts, threshold)))
     empty = None if rows else ("no candidate arm was compared with a baseline arm at this level: the run needs an arm "
                                "of role baseline and one of role candidate, scored on the same domain")
     return dict(auc_level=grain, metric=auc_label(grain), alpha=alpha, rule=rule_text(auc_label(grain), alpha, ci),

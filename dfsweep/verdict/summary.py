@@ -32,7 +32,7 @@ from dfsweep.verdict import answer, stats
 from dfsweep.verdict.labels import (COUNT_HEADER, GRAIN_MEANING, GRAIN_ORDER, auc_label, cell_order, format_interval,
                                     format_number, grains_present)
 from dfsweep.verdict.scores import collect_scores, encoded, read_plan_trials, row_keys, value_ranks
-from dfsweep.verdict.validity import calibration_counts, shortcuts, warnings_for
+from dfsweep.verdict.validity import calibration_counts, collapsed_counts, shortcuts, warnings_for
 
 BASELINE, CANDIDATE, DIAGNOSTIC = schema.ROLES
 
@@ -82,6 +82,8 @@ METRIC_COLUMNS = (
     MetricColumn("F1@{thr}", ("f1",)),
     MetricColumn("TN FP FN TP @{thr}", ("tn", "fp", "fn", "tp"), "counts"),
     MetricColumn("Brier", ("brier",)),
+    # max - min of the scores: near 0, the model gives every sample the same score (validity.COLLAPSED_SCORE_RANGE).
+    MetricColumn("score range", ("score_range",), "csv"),
 )
 # What a metric row is about, before its metrics (metrics.csv's first columns).
 METRIC_ID_COLUMNS = ("trial_id", "variant", "augmentation", "seed", "domain", "perturbation", "level", "auc_level")
@@ -216,7 +218,8 @@ def _metrics(y: np.ndarray, s: np.ndarray, cfg: ReportConfig, seed_key: tuple) -
                 average_precision=stats.average_precision(y, s), eer=e.eer, eer_threshold=e.threshold,
                 accuracy=cm.accuracy, precision=cm.precision, recall=cm.recall, f1=cm.f1, threshold=cm.threshold,
                 tn=cm.tn, fp=cm.fp, fn=cm.fn, tp=cm.tp, predicts_one_class=cm.predicted_one_class,
-                predicted_fake_share=cm.predicted_fake_share, brier=stats.brier_score(y, s))
+                predicted_fake_share=cm.predicted_fake_share, brier=stats.brier_score(y, s),
+                score_range=float(np.ptp(s)) if len(s) else float("nan"))
 
 
 def metric_rows(data: GroupedScores, cfg: ReportConfig) -> list[dict]:
@@ -507,7 +510,8 @@ def build_summary(run_dir: str | Path, cfg: ReportConfig | None = None, *,
     with timed(timings, "verdict"):
         verdict = answer.verdict_block(tests, grain=grains[0], alpha=cfg.alpha, ci=ci,
                                        bootstrap_samples=cfg.bootstrap_samples, threshold=cfg.threshold,
-                                       calibration=calibration_counts(trials), shortcuts=shortcuts(aggs))
+                                       calibration=calibration_counts(trials), collapsed=collapsed_counts(trials),
+                                       shortcuts=shortcuts(aggs))
     return dict(
         dfsweep_version=__version__,
         run_dir=str(run.root),
