@@ -1,7 +1,7 @@
 """The validity warnings of a summary: a collapsed model (one score for every sample), one class called, ranking fine
-but calibration off, too few seeds, wide
-per-seed CIs, shortcut cues (a diagnostic arm strong in-domain or beating a baseline on the target). Each warning
-about an AUC names its grain. Plain data in, strings (and the shortcut findings the verdict box uses) out.
+but calibration off, too few seeds, wide per-seed CIs, shortcut cues (a diagnostic arm strong in-domain or beating a
+baseline on the target). Each warning about an AUC names its grain. Plain data in, strings (and the shortcut
+findings the verdict box uses) out.
 """
 
 from __future__ import annotations
